@@ -1,0 +1,7 @@
+"""`python -m mlimages`."""
+
+import sys
+
+from mlimages.cli import main
+
+sys.exit(main())

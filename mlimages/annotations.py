@@ -1,0 +1,818 @@
+"""ML-Images label lists: parsing, a compact CSR table, and the statistics built on it.
+
+A label list has one image per line, ``key<whitespace>idx:conf idx:conf ...``; ``idx`` without
+``:conf`` means confidence 1.0. The full training list has 17.6M lines, so parsing runs on
+numpy over chunks of lines and keeps a plain per-line parser as the reference for anything the
+vectorised path does not recognise (and for precise error messages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["LabelListError", "LabelTable", "Taxonomy", "label_stats", "read_label_list"]
+
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # exactly what bytes.split() splits on, so both parsers agree
+_IS_SCHEME_CHAR = np.zeros(256, dtype=bool)
+_IS_SCHEME_CHAR[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")] = True
+_IS_ALPHA = _IS_SCHEME_CHAR.copy()
+_IS_ALPHA[list(b"0123456789+.-")] = False
+_IS_DIGIT = np.zeros(256, dtype=bool)
+_IS_DIGIT[list(b"0123456789")] = True
+
+_INT32_MAX = int(np.iinfo(np.int32).max)
+_BOM = b"\xef\xbb\xbf"
+
+_INDEX_RE = re.compile(rb"[0-9]+")
+_CONF_RE = re.compile(rb"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_KINDS = ("file", "url", "imagenet")
+
+# Work budgets (items per vectorised step) that bound temporaries on the 17.6M-line list.
+_LABEL_BUDGET = 1 << 21
+_BYTE_BUDGET = 1 << 23
+
+
+class LabelListError(ValueError):
+    """A malformed label list line; the message names file, line and what was expected."""
+
+
+class Taxonomy(Protocol):
+    """What ``LabelTable.close`` needs from a class hierarchy."""
+
+    num_classes: int
+
+    def ancestor_csr(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _error(source: str, line: int, what: str, expected: str) -> LabelListError:
+    return LabelListError(f"{source}:{line}: {what}; expected {expected}")
+
+
+def _show(token: bytes) -> str:
+    return repr(token.decode("utf-8", errors="replace"))
+
+
+def _segment_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat positions of the segments ``[start, start + length)``, concatenated in order."""
+    lengths = lengths.astype(np.int64, copy=False)
+    total = int(lengths.sum())
+    shift = starts.astype(np.int64, copy=False) - (np.cumsum(lengths) - lengths)
+    return np.repeat(shift, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _spans(prefix: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
+    """Split rows ``0..len(prefix)-1`` into runs whose weight (from a prefix sum) fits a budget."""
+    n = len(prefix) - 1
+    i = 0
+    while i < n:
+        j = int(np.searchsorted(prefix, prefix[i] + budget, side="right")) - 1
+        j = min(max(j, i + 1), n)
+        yield i, j
+        i = j
+
+
+def _take_segments(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenate ``data`` segments without one position per element for the whole output."""
+    lengths = lengths.astype(np.int64, copy=False)
+    prefix = np.concatenate(([0], np.cumsum(lengths)))
+    out = np.empty(int(prefix[-1]), dtype=data.dtype)
+    for i, j in _spans(prefix + np.arange(len(prefix)), _BYTE_BUDGET):
+        out[prefix[i] : prefix[j]] = data[_segment_positions(starts[i:j], lengths[i:j])]
+    return out
+
+
+def _row_ids(indptr: np.ndarray) -> np.ndarray:
+    """Row number (relative to ``indptr[0]``'s row) of every label in a CSR slice."""
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _normalise_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise TypeError(
+            f"rows must be a 1-D integer array, got {rows.dtype} with shape {rows.shape}"
+        )
+    rows = rows.astype(np.int64)
+    rows[rows < 0] += n
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise IndexError(f"row index out of range for a table of {n} rows")
+    return rows
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """CSR multi-label table; keys stored as one utf-8 byte buffer + offsets.
+
+    17.6M Python strs would cost GBs. Arrays are stored read-only so that ``labels()`` can hand
+    out views and tables derived by ``select``/``close`` never alias writable state.
+    """
+
+    key_bytes: np.ndarray
+    key_offsets: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    confidences: np.ndarray
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        dtypes = {
+            "key_bytes": np.uint8,
+            "key_offsets": np.int64,
+            "indptr": np.int64,
+            "indices": np.int32,
+            "confidences": np.float32,
+        }
+        for name, dtype in dtypes.items():
+            arr = np.asarray(getattr(self, name))
+            if arr.ndim != 1:
+                raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+            converted = arr.astype(dtype, copy=False)
+            if converted is not arr and not np.array_equal(converted, arr):
+                raise TypeError(f"{name} does not fit {np.dtype(dtype)} (got {arr.dtype})")
+            object.__setattr__(self, name, _readonly(converted))
+        n = len(self.indptr) - 1
+        if n < 0 or len(self.key_offsets) != n + 1:
+            raise ValueError("indptr and key_offsets must both have length len(table) + 1")
+        if self.indptr[0] != 0 or self.indptr[-1] != len(self.indices):
+            raise ValueError("indptr must run from 0 to len(indices)")
+        if len(self.confidences) != len(self.indices):
+            raise ValueError("indices and confidences must have the same length")
+        if self.key_offsets[0] != 0 or self.key_offsets[-1] != len(self.key_bytes):
+            raise ValueError("key_offsets must run from 0 to len(key_bytes)")
+        if n and (np.diff(self.key_offsets).min() < 1 or np.diff(self.indptr).min() < 0):
+            raise ValueError("keys must be non-empty and indptr non-decreasing")
+
+    def __eq__(self, other: object) -> bool:
+        """Compare contents; ``source`` is provenance only, so it does not take part."""
+        if not isinstance(other, LabelTable):
+            return NotImplemented
+        return all(
+            np.array_equal(getattr(self, name), getattr(other, name))
+            for name in ("key_bytes", "key_offsets", "indptr", "indices", "confidences")
+        )
+
+    def __repr__(self) -> str:
+        return f"LabelTable({len(self)} images, {self.num_labels} labels, source={self.source!r})"
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def _row(self, i: int) -> int:
+        n = len(self)
+        j = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"row {i} out of range for a table of {n} rows")
+        return j
+
+    def key(self, i: int) -> str:
+        i = self._row(i)
+        return self.key_bytes[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes().decode()
+
+    def keys(self) -> list[str]:
+        buf = self.key_bytes.tobytes()
+        offs = self.key_offsets.tolist()
+        return [buf[a:b].decode() for a, b in zip(offs[:-1], offs[1:], strict=True)]
+
+    def labels(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        i = self._row(i)
+        s, e = self.indptr[i], self.indptr[i + 1]
+        return self.indices[s:e], self.confidences[s:e]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.indices)
+
+    @property
+    def label_nbytes(self) -> int:
+        return self.indptr.nbytes + self.indices.nbytes + self.confidences.nbytes
+
+    def _label_spans(self) -> Iterator[tuple[int, int]]:
+        return _spans(self.indptr + np.arange(len(self.indptr)), _LABEL_BUDGET)
+
+    def _kind_codes(self) -> np.ndarray:
+        """Per-key kind as an index into ``_KINDS``, computed on the byte buffer in chunks."""
+        codes = np.zeros(len(self), dtype=np.int8)
+        for r0, r1 in _spans(self.key_offsets, _BYTE_BUDGET):
+            o0 = int(self.key_offsets[r0])
+            kb = self.key_bytes[o0 : self.key_offsets[r1]]
+            starts = self.key_offsets[r0:r1] - o0
+            ends = self.key_offsets[r0 + 1 : r1 + 1] - o0
+            last = len(kb) - 1
+
+            def at(pos: np.ndarray, kb: np.ndarray = kb, last: int = last) -> np.ndarray:
+                return kb[np.minimum(pos, last)]
+
+            lengths = ends - starts
+            slashes = np.concatenate(([0], np.cumsum(kb == ord("/"))))
+            imagenet = (lengths >= 11) & (at(starts) == ord("n")) & (at(starts + 9) == ord("/"))
+            for k in range(1, 9):
+                imagenet &= _IS_DIGIT[at(starts + k)]
+            imagenet &= slashes[ends] - slashes[starts] == 1
+
+            # URL: ``scheme://`` where the scheme is a letter then letters, digits, "+.-".
+            first_other = np.minimum.reduceat(
+                np.where(_IS_SCHEME_CHAR[kb], len(kb), np.arange(len(kb))), starts
+            )
+            url = (
+                _IS_ALPHA[at(starts)]
+                & (first_other + 3 <= ends)
+                & (at(first_other) == ord(":"))
+                & (at(first_other + 1) == ord("/"))
+                & (at(first_other + 2) == ord("/"))
+            )
+            codes[r0:r1] = np.where(url, 1, np.where(imagenet, 2, 0))
+        return codes
+
+    def key_kind(self) -> str:
+        """ "url", "imagenet" (``n########/name``), "file", or "mixed"; an empty table is "file"."""
+        present = np.flatnonzero(np.bincount(self._kind_codes(), minlength=len(_KINDS)))
+        if len(present) > 1:
+            return "mixed"
+        return _KINDS[present[0]] if len(present) else "file"
+
+    def labels_per_image(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def _check_classes(self, num_classes: int) -> None:
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be non-negative, got {num_classes}")
+        if self.num_labels and int(self.indices.max()) >= num_classes:
+            raise ValueError(
+                f"class index {int(self.indices.max())} out of range; expected 0..{num_classes - 1}"
+            )
+
+    @cached_property
+    def _unique_rows(self) -> bool:
+        """No row lists a class twice; then counting labels counts images (no sort needed)."""
+        for r0, r1 in self._label_spans():
+            s, e = self.indptr[r0], self.indptr[r1]
+            rows = _row_ids(self.indptr[r0 : r1 + 1])
+            cell = np.sort(rows * (int(self.indices[s:e].max(initial=0)) + 1) + self.indices[s:e])
+            if np.any(cell[1:] == cell[:-1]):
+                return False
+        return True
+
+    def images_per_class(self, num_classes: int, threshold: float = 0.0) -> np.ndarray:
+        """Images per class; a class listed twice on one line still counts that image once."""
+        self._check_classes(num_classes)
+        if self._unique_rows:
+            keep = self.confidences >= threshold if threshold > 0 else self.confidences > 0
+            return np.bincount(self.indices[keep], minlength=num_classes)
+        counts = np.zeros(num_classes, dtype=np.int64)
+        for r0, r1 in self._label_spans():
+            s, e = self.indptr[r0], self.indptr[r1]
+            conf = self.confidences[s:e]
+            keep = conf >= threshold if threshold > 0 else conf > 0
+            rows = _row_ids(self.indptr[r0 : r1 + 1])[keep]
+            # np.sort + run mask: np.unique is far slower on this numpy for 10M+ int64 keys.
+            key = np.sort(rows * num_classes + self.indices[s:e][keep])
+            key = key[np.diff(key, prepend=-1) != 0]
+            counts += np.bincount(key % num_classes, minlength=num_classes)
+        return counts
+
+    def close(self, taxonomy: Taxonomy) -> LabelTable:
+        """Add every ancestor of every label, each with the max confidence of labels implying it."""
+        num_classes = int(taxonomy.num_classes)
+        a_indptr, a_indices = taxonomy.ancestor_csr()
+        a_indptr = np.asarray(a_indptr, dtype=np.int64)
+        a_indices = np.asarray(a_indices, dtype=np.int32)
+        if len(a_indptr) != num_classes + 1:
+            raise ValueError(f"ancestor_csr() indptr has length {len(a_indptr)}, not C+1")
+        self._check_classes(num_classes)
+        # One int64 sort key per (row, class, conf): row*C + class in the high 32 bits, inverted
+        # float32 bits below (monotone for conf >= 0) so that the first of each run is the max.
+        rows_per_chunk = max(1, min(1 << 15, _INT32_MAX // max(num_classes, 1)))
+        counts, indices, confs = [], [], []
+        for r0 in range(0, len(self), rows_per_chunk):
+            r1 = min(len(self), r0 + rows_per_chunk)
+            s, e = self.indptr[r0], self.indptr[r1]
+            idx = self.indices[s:e]
+            conf = self.confidences[s:e]
+            n_anc = a_indptr[idx + 1] - a_indptr[idx]
+            anc = a_indices[_segment_positions(a_indptr[idx], n_anc)].astype(np.int64)
+            rows = np.repeat(_row_ids(self.indptr[r0 : r1 + 1]), n_anc)
+            # "+ 0" turns -0.0 into +0.0, whose bits would otherwise sort above every positive.
+            bits = (np.repeat(conf, n_anc) + np.float32(0)).view(np.uint32).astype(np.int64)
+            key = np.sort(((rows * num_classes + anc) << 32) | (0xFFFFFFFF - bits))
+            cell = key >> 32
+            first = np.diff(cell, prepend=-1) != 0
+            cell, low = cell[first], key[first] & 0xFFFFFFFF
+            counts.append(np.bincount(cell // num_classes, minlength=r1 - r0))
+            indices.append((cell % num_classes).astype(np.int32))
+            confs.append((0xFFFFFFFF - low).astype(np.uint32).view(np.float32))
+        return LabelTable(
+            key_bytes=self.key_bytes,
+            key_offsets=self.key_offsets,
+            indptr=np.concatenate(
+                ([0], np.cumsum(np.concatenate([np.empty(0, np.int64), *counts])))
+            ),
+            indices=np.concatenate([np.empty(0, np.int32), *indices]),
+            confidences=np.concatenate([np.empty(0, np.float32), *confs]),
+            source=self.source,
+        )
+
+    def select(self, rows: np.ndarray) -> LabelTable:
+        rows = _normalise_rows(rows, len(self))
+        counts = np.diff(self.indptr)[rows]
+        key_lengths = np.diff(self.key_offsets)[rows]
+        starts = self.indptr[rows]
+        return LabelTable(
+            key_bytes=_take_segments(self.key_bytes, self.key_offsets[rows], key_lengths),
+            key_offsets=np.concatenate(([0], np.cumsum(key_lengths))),
+            indptr=np.concatenate(([0], np.cumsum(counts))),
+            indices=_take_segments(self.indices, starts, counts),
+            confidences=_take_segments(self.confidences, starts, counts),
+            source=self.source,
+        )
+
+    def to_dense(self, rows: np.ndarray | None, num_classes: int) -> np.ndarray:
+        """Dense float32 targets for a batch; a class listed twice keeps its max confidence."""
+        rows = np.arange(len(self)) if rows is None else _normalise_rows(rows, len(self))
+        counts = np.diff(self.indptr)[rows]
+        pos = _segment_positions(self.indptr[rows], counts)
+        idx = self.indices[pos]
+        if len(idx) and int(idx.max()) >= num_classes:
+            raise ValueError(
+                f"class index {int(idx.max())} out of range; expected 0..{num_classes - 1}"
+            )
+        out = np.zeros((len(rows), num_classes), dtype=np.float32)
+        np.maximum.at(out, (np.repeat(np.arange(len(rows)), counts), idx), self.confidences[pos])
+        return out
+
+    def cooccurrence(self, classes: np.ndarray) -> np.ndarray:
+        """Images having both classes (conf > 0) for each pair of ``classes``; diag = per class."""
+        classes = np.asarray(classes).astype(np.int64).ravel()
+        k = len(classes)
+        if k and classes.min() < 0:
+            raise ValueError("classes must be non-negative")
+        if len(np.unique(classes)) != k:
+            raise ValueError("classes must not repeat")
+        out = np.zeros((k, k), dtype=np.int64)
+        if k == 0 or self.num_labels == 0:
+            return out
+        position = np.full(max(int(classes.max()), int(self.indices.max())) + 1, -1, np.int64)
+        position[classes] = np.arange(k)
+        flat_out = out.reshape(-1)
+        for r0, r1 in self._label_spans():
+            s, e = self.indptr[r0], self.indptr[r1]
+            pos = position[self.indices[s:e]]
+            keep = (pos >= 0) & (self.confidences[s:e] > 0)
+            cell = np.sort(_row_ids(self.indptr[r0 : r1 + 1])[keep] * k + pos[keep])
+            cell = cell[np.diff(cell, prepend=-1) != 0]
+            rows, pos = cell // k, cell % k
+            per_row = np.bincount(rows, minlength=r1 - r0)
+            row_start = np.concatenate(([0], np.cumsum(per_row)))
+            # Pairs inside each row; batch the rows so that sum(m_r ** 2) stays bounded.
+            pair_prefix = np.concatenate(([0], np.cumsum(per_row**2)))
+            for a, b in _spans(pair_prefix + np.arange(len(pair_prefix)), _LABEL_BUDGET * 4):
+                lo, hi = row_start[a], row_start[b]
+                m = per_row[rows[lo:hi]]
+                partner = _segment_positions(row_start[rows[lo:hi]], m)
+                pair = np.repeat(pos[lo:hi], m) * k + pos[partner]
+                if k * k <= 1 << 22:
+                    flat_out += np.bincount(pair, minlength=k * k)
+                else:
+                    pair = np.sort(pair)
+                    edge = np.flatnonzero(np.diff(pair, prepend=-1, append=-1) != 0)
+                    flat_out[pair[edge[:-1]]] += np.diff(edge)
+        return out
+
+    def _lines(self) -> Iterator[str]:
+        """The authors' text format, a block of lines at a time."""
+        for r0, r1 in self._label_spans():
+            s, e = self.indptr[r0], self.indptr[r1]
+            values, inverse = np.unique(self.confidences[s:e], return_inverse=True)
+            suffix = [":" + np.format_float_positional(v, unique=True, trim="-") for v in values]
+            tokens = [
+                f"{i}{suffix[c]}"
+                for i, c in zip(self.indices[s:e].tolist(), inverse.tolist(), strict=True)
+            ]
+            bounds = (self.indptr[r0 : r1 + 1] - s).tolist()
+            raw = self.key_bytes[self.key_offsets[r0] : self.key_offsets[r1]].tobytes()
+            koffs = (self.key_offsets[r0 : r1 + 1] - self.key_offsets[r0]).tolist()
+            keys = [raw[a:b].decode() for a, b in zip(koffs[:-1], koffs[1:], strict=True)]
+            yield "".join(
+                "\t".join([keys[r], *tokens[bounds[r] : bounds[r + 1]]]) + "\n"
+                for r in range(r1 - r0)
+            )
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write ``key\\tidx:conf...``; atomic so a crash never leaves a truncated list behind.
+
+        Confidences use the shortest decimal that reads back to the same float32 ("1", "0.9").
+        """
+        path = os.fspath(path)
+        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(tmp, "x", encoding="utf-8", newline="\n") as f:
+                for block in self._lines():
+                    f.write(block)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def from_rows(
+        cls,
+        keys: Sequence[str],
+        rows: Sequence[Sequence[tuple[int, float]]],
+        source: str = "",
+    ) -> LabelTable:
+        """Build a table in memory, rejecting what the text format could not round-trip."""
+        if len(keys) != len(rows):
+            raise ValueError(f"{len(keys)} keys but {len(rows)} label rows")
+        encoded = [k.encode() for k in keys]
+        for k in encoded:
+            if k.split() != [k]:
+                raise ValueError(f"key {k.decode()!r} must be non-empty and contain no whitespace")
+        flat = [pair for row in rows for pair in row]
+        indices = np.array([int(i) for i, _ in flat], dtype=np.int64)
+        confs = np.array([float(c) for _, c in flat], dtype=np.float64)
+        if len(indices) and (indices.min() < 0 or indices.max() > _INT32_MAX):
+            raise ValueError("class indices must be in 0..2147483647")
+        if len(confs) and not ((confs >= 0) & (confs <= 1)).all():
+            raise ValueError("confidences must be numbers in [0, 1]")
+        return cls(
+            key_bytes=np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            key_offsets=np.concatenate(([0], np.cumsum([len(k) for k in encoded], dtype=np.int64))),
+            indptr=np.concatenate(([0], np.cumsum([len(r) for r in rows], dtype=np.int64))),
+            indices=indices.astype(np.int32),
+            confidences=(confs + 0.0).astype(np.float32),  # no -0.0
+            source=source,
+        )
+
+
+@dataclass
+class _Parsed:
+    """One slice's rows, in the pieces that concatenate into a ``LabelTable``."""
+
+    key_bytes: np.ndarray  # uint8
+    key_lengths: np.ndarray  # int64
+    counts: np.ndarray  # int64, labels per row
+    indices: np.ndarray  # int32
+    confidences: np.ndarray  # float32
+    unique_rows: bool  # no class twice in one row (lets statistics skip a sort)
+
+
+# Fast path: SWAR ("SIMD within a register") on uint64 words, each step one numpy op over all
+# labels of a slice. Slices are small enough for the temporaries to stay in cache.
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_ZEROS = np.uint64(0x3030303030303030)  # "00000000"
+_F0 = np.uint64(0xF0F0F0F0F0F0F0F0)
+_SIXES = np.uint64(0x0606060606060606)
+_THREES = np.uint64(0x3333333333333333)
+_COLONS = np.uint64(0x3A3A3A3A3A3A3A3A)
+_DOTS = np.uint64(0x2E2E2E2E2E2E2E2E)
+_BYTE_OF_BIT = np.uint64(0x0001020304050607)
+_POW10 = 10.0 ** np.arange(9)
+_SLICE_BYTES = 1 << 18
+_PIECE_BYTES = 1 << 20
+_PAD_BYTES = 32
+
+
+def _first_byte(words: np.ndarray, pattern: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    """Offset of the first byte equal to ``pattern``'s in each word (0 if none), and "none"."""
+    x = words ^ pattern
+    z = (x - _ONES) & ~x & _HIGH  # lowest set bit marks the first match exactly
+    offset = ((((z & (0 - z)) >> 7) * _BYTE_OF_BIT) >> 56).view(np.int64)
+    return offset, z == 0
+
+
+def _digits(words: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Decimal value of the first ``n`` (1..8) bytes of each word, and whether all are digits."""
+    n8 = (n << 3).view(np.uint64)
+    high = _ALL << n8
+    w = (words & ~high) | (_ZEROS & high)
+    ok = bool(np.all(((w & _F0) | (((w + _SIXES) & _F0) >> 4)) == _THREES))
+    d = (w - _ZEROS) << (64 - n8)  # right-align: the padding becomes leading zeros
+    d = (d * 10 + (d >> 8)) & 0x00FF00FF00FF00FF
+    d = (d * 100 + (d >> 16)) & 0x0000FFFF0000FFFF
+    d = (d * 10000 + (d >> 32)) & 0xFFFFFFFF
+    return d, ok
+
+
+def _parse_slice(
+    buf: np.ndarray, words: np.ndarray, start: int, stop: int, num_classes: int | None
+) -> _Parsed | None:
+    """Parse ``buf[start:stop]`` (whole lines); None means "not sure": use the slow path."""
+    b = buf[start:stop]
+    sep = np.flatnonzero(b <= 32)
+    sep_char = b[sep]
+    if np.any(((sep_char - 9) > 4) & (sep_char != 32)):
+        return None  # a control character that is not whitespace
+    first = np.empty(len(sep), dtype=bool)  # token j ends at sep[j]; first = starts a line
+    first[0] = True
+    np.equal(sep_char[:-1], 10, out=first[1:])
+    length = np.diff(sep, prepend=-1) - 1
+    empty = length == 0
+    if empty.any():
+        first_empty = empty[first]  # per line
+        if first_empty.any() and np.any(~empty & first_empty[np.cumsum(first) - 1]):
+            return None  # leading whitespace: the slow path reports it
+        keep = ~empty
+        sep, length, first = sep[keep], length[keep], first[keep]
+    keys = np.flatnonzero(first)
+    if len(keys) == 0:  # blank lines only
+        return _parse_slow(b"", 1, "", num_classes)
+    key_end = sep[keys]
+    key_len = length[keys]
+    key_start = key_end - key_len
+    runs = np.empty(2 * len(keys) + 1, dtype=np.int64)  # alternate non-key and key byte runs
+    runs[0] = key_start[0]
+    runs[1::2] = key_len
+    runs[2:-1:2] = key_start[1:] - key_end[:-1]
+    runs[-1] = len(b) - key_end[-1]
+    take = np.zeros(len(runs), dtype=bool)
+    take[1::2] = True
+    key_bytes = b[np.repeat(take, runs)]
+
+    is_label = ~first
+    lab_len = length[is_label]
+    lab_start = sep[is_label] - lab_len + start
+    if len(lab_len) == 0:
+        return _Parsed(
+            key_bytes,
+            key_len,
+            np.zeros(len(keys), np.int64),
+            *_parse_slow(b"", 1, "", num_classes).__dict__.values(),
+        ).__class__(
+            key_bytes,
+            key_len,
+            np.zeros(len(keys), np.int64),
+            np.empty(0, np.int32),
+            np.empty(0, np.float32),
+            True,
+        )
+    if lab_len.max() > 16:
+        return None
+    # The first 16 bytes of every label token, from two aligned words each, masked to its length.
+    q = lab_start >> 3
+    shift = ((lab_start & 7) << 3).view(np.uint64)
+    back = 64 - shift
+    mid = words[q + 1]
+    w1 = (words[q] >> shift) | (mid << back)
+    w2 = (mid >> shift) | (words[q + 2] << back)
+    l8 = (lab_len << 3).view(np.uint64)
+    w1 &= ~(_ALL << l8)
+    w2 &= _ALL >> (128 - l8)
+
+    colon, no_colon = _first_byte(w1, _COLONS)
+    index_len = colon + lab_len * no_colon
+    if index_len.min() < 1 or index_len.max() > 8:
+        return None
+    indices, ok = _digits(w1, index_len)
+    if not ok or (num_classes is not None and indices.max() >= num_classes):
+        return None
+
+    conf_len = lab_len - colon - 1
+    c8 = ((colon + 1) << 3).view(np.uint64)
+    conf_word = (w1 >> c8) | (w2 << (64 - c8))
+    bare = no_colon.any()
+    if bare:  # "idx" alone: parse a dummy "0" and set 1.0 below
+        conf_word[no_colon] = 0x30
+        conf_len[no_colon] = 1
+    if conf_len.min() < 1 or conf_len.max() > 8:
+        return None
+    dot, no_dot = _first_byte(conf_word, _DOTS)
+    low = ~(_ALL << ((dot + 8 * no_dot) << 3).view(np.uint64))
+    digit_word = (conf_word & low) | ((conf_word >> 8) & ~low)  # drop the dot
+    n_digits = conf_len - 1 + no_dot
+    if n_digits.min() < 1:
+        return None
+    value, ok = _digits(digit_word, n_digits)
+    confidences = value / _POW10[(conf_len - 1 - dot) * ~no_dot]
+    if not ok or confidences.max() > 1.0:
+        return None
+    if bare:
+        confidences[no_colon] = 1.0
+
+    indices = indices.view(np.int64)
+    row = (np.cumsum(first) - 1)[is_label]
+    cell = np.sort(row * (int(indices.max()) + 1) + indices)
+    return _Parsed(
+        key_bytes=key_bytes,
+        key_lengths=key_len,
+        counts=np.diff(keys, append=len(first)) - 1,
+        indices=indices.astype(np.int32),
+        confidences=confidences.astype(np.float32),
+        unique_rows=not np.any(cell[1:] == cell[:-1]),
+    )
+
+
+def _parse_fast(chunk: bytes, num_classes: int | None, pmap: Any) -> list[_Parsed] | None:
+    """Vectorised parse of whole lines, slice by slice (``pmap`` may run slices in threads)."""
+    if not chunk.isascii():
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    n = len(chunk)
+    buf = np.empty((n + _PAD_BYTES) // 8 * 8, dtype=np.uint8)
+    buf[:n] = np.frombuffer(chunk, dtype=np.uint8)
+    buf[n:] = 0
+    if chunk[-1:] != b"\n":
+        buf[n] = ord("\n")
+    words = buf.view(np.uint64)
+    bounds = [0]
+    while bounds[-1] < n:
+        lo = bounds[-1]
+        hi = chunk.rfind(b"\n", lo, lo + _SLICE_BYTES) + 1
+        bounds.append(hi if hi > lo else (chunk.find(b"\n", lo + _SLICE_BYTES) + 1 or n + 1))
+    bounds[-1] = max(bounds[-1], n + (chunk[-1:] != b"\n"))
+    parts = list(
+        pmap(lambda lo, hi: _parse_slice(buf, words, lo, hi, num_classes), bounds[:-1], bounds[1:])
+    )
+    return None if any(p is None for p in parts) else parts
+
+
+def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | None) -> _Parsed:
+    """Reference parser: one line at a time, raising ``LabelListError`` on the first problem."""
+    lines = chunk.split(b"\n")
+    if chunk.endswith(b"\n"):
+        lines.pop()
+    top = _INT32_MAX if num_classes is None else num_classes - 1
+    keys: list[bytes] = []
+    counts: list[int] = []
+    indices: list[int] = []
+    confidences: list[float] = []
+    unique_rows = True
+    for number, line in enumerate(lines, first_line):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if line[0] in _WHITESPACE:
+            raise _error(source, number, "empty key (line starts with whitespace)", "the key first")
+        try:
+            tokens[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _error(source, number, f"key {_show(tokens[0])} is not UTF-8", "UTF-8") from None
+        row: list[int] = []
+        for token in tokens[1:]:
+            index_text, colon, conf_text = token.partition(b":")
+            if not _INDEX_RE.fullmatch(index_text):
+                raise _error(
+                    source, number, f"bad class index {_show(index_text)}", "a non-negative integer"
+                )
+            index = int(index_text)
+            if index > top:
+                raise _error(source, number, f"class index {index} out of range", f"0..{top}")
+            conf = 1.0
+            if colon:
+                conf = float(conf_text) if _CONF_RE.fullmatch(conf_text) else -1.0
+                if not 0.0 <= conf <= 1.0:
+                    raise _error(
+                        source, number, f"bad confidence {_show(conf_text)}", "a number in [0, 1]"
+                    )
+            row.append(index)
+            confidences.append(conf)
+        unique_rows = unique_rows and len(set(row)) == len(row)
+        indices.extend(row)
+        keys.append(tokens[0])
+        counts.append(len(row))
+    return _Parsed(
+        key_bytes=np.frombuffer(b"".join(keys), dtype=np.uint8),
+        key_lengths=np.array([len(k) for k in keys], dtype=np.int64),
+        counts=np.array(counts, dtype=np.int64),
+        indices=np.array(indices, dtype=np.int32),
+        confidences=np.array(confidences, dtype=np.float32),
+        unique_rows=unique_rows,
+    )
+
+
+def _line_end(data: bytes, start: int, lines: int) -> int:
+    """Offset just past the ``lines``-th newline from ``start``, or -1 if there are fewer."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    for lo in range(start, len(data), _PIECE_BYTES):
+        piece = arr[lo : lo + _PIECE_BYTES] == ord("\n")
+        hits = int(np.count_nonzero(piece))
+        if hits >= lines:
+            return lo + int(np.flatnonzero(piece)[lines - 1]) + 1
+        lines -= hits
+    return -1
+
+
+def _iter_chunks(f: Any, chunk_lines: int, on_read: Any) -> Iterator[tuple[bytes, int]]:
+    """Yield ``(chunk_lines whole lines, number of the first one)`` from a binary file."""
+    data, start, line = b"", 0, 1
+    read_size, at_eof = _PIECE_BYTES, False
+    while True:
+        end = _line_end(data, start, chunk_lines)
+        if end < 0:
+            if at_eof:
+                if start < len(data):
+                    yield data[start:], line
+                return
+            block = f.read(read_size)
+            on_read(len(block))
+            if line == 1 and not data:
+                block = block.removeprefix(_BOM)
+            at_eof = not block
+            data, start = data[start:] + block, 0
+            read_size *= 2  # a chunk bigger than guessed: grow geometrically
+            continue
+        yield data[start:end], line
+        line += chunk_lines
+        read_size = max(_PIECE_BYTES, (end - start) * 5 // 4)
+        start = end
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def read_label_list(
+    path: str | os.PathLike[str],
+    num_classes: int | None = None,
+    chunk_lines: int = 262_144,
+    progress: bool | None = None,
+) -> LabelTable:
+    """Read an ML-Images label list into a ``LabelTable``.
+
+    ``num_classes`` turns out-of-range class indices into errors at read time. Raises
+    ``LabelListError`` (file, line, what was expected) for malformed lines.
+    """
+    source = os.fspath(path)
+    if chunk_lines < 1:
+        raise ValueError(f"chunk_lines must be positive, got {chunk_lines}")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    try:
+        f = open(source, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "label list not found", source) from None
+    parts: list[_Parsed] = []
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = max(1, min(workers or 1, 8))
+    with (
+        f,
+        tqdm(
+            total=os.fstat(f.fileno()).st_size,
+            unit="B",
+            unit_scale=True,
+            desc=os.path.basename(source),
+            disable=not _show_progress(progress),
+        ) as bar,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        pmap = pool.map if workers > 1 else map
+        for chunk, first_line in _iter_chunks(f, chunk_lines, bar.update):
+            fast = _parse_fast(chunk, num_classes, pmap)
+            parts.extend(fast or [_parse_slow(chunk, first_line, source, num_classes)])
+
+    def joined(name: str, dtype: type) -> np.ndarray:
+        return np.concatenate([np.empty(0, dtype), *(getattr(p, name) for p in parts)])
+
+    table = LabelTable(
+        key_bytes=joined("key_bytes", np.uint8),
+        key_offsets=np.concatenate(([0], np.cumsum(joined("key_lengths", np.int64)))),
+        indptr=np.concatenate(([0], np.cumsum(joined("counts", np.int64)))),
+        indices=joined("indices", np.int32),
+        confidences=joined("confidences", np.float32),
+        source=source,
+    )
+    table.__dict__["_unique_rows"] = all(p.unique_rows for p in parts)  # seed the cache
+    return table
+
+
+def label_stats(table: LabelTable, num_classes: int | None = None) -> dict[str, Any]:
+    """Summary numbers as plain Python values so that they can go straight into JSON."""
+    per_image = table.labels_per_image()
+    if num_classes is None:
+        num_classes = int(table.indices.max()) + 1 if table.num_labels else 0
+    per_class = table.images_per_class(num_classes)
+    used = per_class[per_class > 0]
+    return {
+        "images": len(table),
+        "labels": table.num_labels,
+        "labels_per_image_mean": float(per_image.mean()) if len(table) else 0.0,
+        "labels_per_image_max": int(per_image.max()) if len(table) else 0,
+        "classes_used": len(used),
+        "key_kind": table.key_kind(),
+        "images_per_class_mean": float(used.mean()) if len(used) else 0.0,
+    }

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlimages.params import ParamsError, find_profile, load_params, parse_override
+
+PARAMS = Path(__file__).resolve().parent.parent / "params"
+PROFILES = sorted(PARAMS.glob("*.yaml"))
+
+
+def test_the_required_profiles_exist() -> None:
+    names = {p.stem for p in PROFILES}
+    assert {"smoke", "default", "paper"} <= names
+    assert any(n.startswith("subset-") for n in names), "a real-subset template"
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=[p.stem for p in PROFILES])
+def test_every_profile_validates_and_says_how_to_run_it(path: Path) -> None:
+    params = load_params(path)
+    assert params.profile == path.stem
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    text = "\n".join(header).lower()
+    assert path.read_text().startswith("#"), "a profile opens with a comment"
+    for word in ("hardware", "wall time", "command", "expected outcome"):
+        assert word in text, f"{path.name}: header comment should say the {word}"
+
+
+def test_unknown_key_in_a_profile_names_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "params" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("synth:\n  num_trian: 10\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(bad)
+    assert "bad.yaml" in str(info.value)
+    assert "'synth.num_trian': unknown key; expected one of: seed, num_train" in str(info.value)
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synthh:\n  num_train: 10\n")
+    with pytest.raises(ParamsError, match=r"'synthh': unknown key; expected one of: profile, seed"):
+        load_params(bad)
+
+
+def test_wrong_type_names_key_and_expectation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synth:\n  num_train: many\n")
+    with pytest.raises(
+        ParamsError, match=r"'synth.num_train': got 'many' \(str\); expected a valid integer"
+    ):
+        load_params(bad)
+
+
+def test_out_of_range_value_is_refused() -> None:
+    with pytest.raises(ParamsError, match=r"'synth.label_noise'.*less than or equal to 1"):
+        load_params("smoke", {"synth.label_noise": 2.0})
+
+
+def test_overrides_are_typed_and_applied_last() -> None:
+    params = load_params(
+        "smoke", ["synth.num_train=123", "explore.close=false", "data.dictionary=null"]
+    )
+    assert params.synth.num_train == 123 and params.explore.close is False
+    assert params.data.uses_miniature
+    assert load_params("smoke").synth.num_train != 123  # the file is untouched
+
+
+def test_mistyped_override_is_refused() -> None:
+    with pytest.raises(ParamsError, match=r"(?s)overrides .*'synth.num_trian': unknown key"):
+        load_params("smoke", ["synth.num_trian=3"])
+    with pytest.raises(ParamsError, match="expected the form section.key=value"):
+        parse_override("synth.num_train")
+    with pytest.raises(ParamsError, match="override 'seed.x': seed is not a section"):
+        load_params("smoke", ["seed.x=1"])
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(ParamsError, match=r"unknown profile 'smok'; expected one of: .*smoke"):
+        find_profile("smok")
+
+
+def test_run_dirs_follow_the_environment(runs: Path) -> None:
+    params = load_params("smoke")
+    assert params.stage_dir("explore") == runs / "smoke" / "explore"
+    assert params.stage_dir("explore").is_dir()
+    written = params.write(params.stage_dir("explore") / "params.yaml")
+    assert load_params(written).synth == params.synth  # the saved file is itself a valid profile

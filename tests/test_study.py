@@ -1,0 +1,82 @@
+"""The papermill study runner and the notebook parameter checks, on throwaway notebooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from mlimages.study import StudyError, run_study, study_notebooks
+
+SETUP = """from mlimages import notebook
+params = notebook.stage_params("explore", profile, overrides)
+print(params.profile, params.synth.num_train)"""
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('profile = "default"\noverrides = {}')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runs_notebooks_in_order_with_the_profile(tmp_path: Path, runs: Path) -> None:
+    _notebook(tmp_path / "02_second.ipynb", SETUP)
+    _notebook(tmp_path / "01_first.ipynb", SETUP)
+    (tmp_path / "notes.ipynb").write_text("not a study notebook")
+    result = run_study("smoke", {"synth.num_train": 77}, notebooks_dir=tmp_path, progress=False)
+    assert [r.notebook for r in result] == ["01_first.ipynb", "02_second.ipynb"]
+    executed = nbformat.read(runs / "smoke" / "notebooks" / "01_first.ipynb", as_version=4)
+    assert "smoke 77" in executed.cells[-1].outputs[0]["text"]
+    summary = json.loads((runs / "smoke" / "study.json").read_text())
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"]
+    assert "num_train: 77" in (runs / "smoke" / "params.yaml").read_text()
+
+
+def test_stops_at_the_first_failure_naming_notebook_and_cell(tmp_path: Path, runs: Path) -> None:
+    _notebook(tmp_path / "01_ok.ipynb", SETUP)
+    _notebook(tmp_path / "02_broken.ipynb", SETUP, "x = 1", "raise ValueError('boom')")
+    _notebook(tmp_path / "03_never.ipynb", SETUP)
+    with pytest.raises(StudyError, match=r"02_broken.ipynb: cell \d+ .*ValueError: boom"):
+        run_study("smoke", notebooks_dir=tmp_path, progress=False)
+    summary = json.loads((runs / "smoke" / "study.json").read_text())
+    assert [n["notebook"] for n in summary["notebooks"]] == ["01_ok.ipynb", "02_broken.ipynb"]
+    assert summary["notebooks"][-1]["status"] == "failed"
+
+
+def test_bad_overrides_are_refused_before_any_kernel_starts(tmp_path: Path, runs: Path) -> None:
+    _notebook(tmp_path / "01_first.ipynb", SETUP)
+    with pytest.raises(ValueError, match="'synth.num_trian': unknown key"):
+        run_study("smoke", {"synth.num_trian": 1}, notebooks_dir=tmp_path)
+    assert not (runs / "smoke" / "notebooks").exists()
+
+
+def test_a_mistyped_papermill_parameter_is_refused(tmp_path: Path, runs: Path) -> None:
+    """Papermill only warns about `-p profle smoke`; the notebook itself must refuse it."""
+    nb = _notebook(tmp_path / "01_first.ipynb", SETUP)
+    with pytest.raises(PapermillExecutionError, match="notebook parameter 'profle' is not taken"):
+        papermill.execute_notebook(
+            str(nb), str(tmp_path / "out.ipynb"), parameters={"profle": "smoke"}, progress_bar=False
+        )
+    papermill.execute_notebook(
+        str(nb), str(tmp_path / "out.ipynb"), parameters={"profile": "smoke"}, progress_bar=False
+    )
+    assert "smoke" in nbformat.read(tmp_path / "out.ipynb", 4).cells[-1].outputs[0]["text"]
+
+
+def test_repository_notebooks_are_found_in_order() -> None:
+    names = [nb.name for nb in study_notebooks(Path(__file__).parent.parent / "notebooks")]
+    assert names[0] == "01_data_exploration.ipynb" and names == sorted(names)
+    with pytest.raises(StudyError, match="no notebooks"):
+        study_notebooks(Path(__file__).parent, only=["99"])
