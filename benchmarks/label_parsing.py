@@ -38,7 +38,14 @@ def write_list(path: Path, lines: int, seed: int = 0, block: int = 100_000) -> N
             photo = rng.integers(10**9, 10**10, n).tolist()
             secret = rng.integers(0, 16**10, n).tolist()
             counts = rng.integers(1, 18, n)  # mean 9
-            classes = rng.integers(0, NUM_CLASSES, int(counts.sum())).astype(str)
+            # Distinct classes within a line, as in the real list: a random start plus positive
+            # steps that add up to less than NUM_CLASSES.
+            starts = np.cumsum(counts) - counts
+            gaps = rng.integers(1, NUM_CLASSES // 17, int(counts.sum()))
+            steps = np.cumsum(gaps)
+            steps -= np.repeat(steps[starts] - gaps[starts], counts)
+            base = np.repeat(rng.integers(0, NUM_CLASSES, n), counts)
+            classes = ((base + steps) % NUM_CLASSES).astype(str)
             confs = conf_text[rng.choice(4, len(classes), p=[0.3, 0.3, 0.3, 0.1])]
             tokens = np.char.add(classes, confs).tolist()
             bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
@@ -81,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.perf_counter() - t0:.1f} s"
         )
 
-        t0 = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), time.process_time()
         loop_labels = python_loop(path)
-        loop_s = time.perf_counter() - t0
+        loop_s, loop_cpu = time.perf_counter() - t0, time.process_time() - c0
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         table = read_label_list(path, num_classes=NUM_CLASSES, progress=False)
         stats = label_stats(table, NUM_CLASSES)
-        fast_s = time.perf_counter() - t0
+        fast_s, fast_cpu = time.perf_counter() - t0, time.process_time() - c0
+        load_after = os.getloadavg()[0]
 
     if table.num_labels != loop_labels or len(table) != args.lines:
         print(f"MISMATCH: loop saw {loop_labels} labels, read_label_list {table.num_labels}")
@@ -101,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         "file_bytes": size,
         "python_loop_s": loop_s,
         "read_label_list_plus_stats_s": fast_s,
+        # CPU seconds (all threads) and load average: the machine may be shared.
+        "python_loop_cpu_s": loop_cpu,
+        "read_label_list_plus_stats_cpu_s": fast_cpu,
+        "cpus": os.cpu_count(),
+        "load_average_1min": [load_before, load_after],
         "python_loop_lines_per_s": args.lines / loop_s,
         "read_label_list_lines_per_s": args.lines / fast_s,
         "speedup": speedup,
@@ -110,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python loop           : {args.lines / loop_s:12,.0f} lines/s ({loop_s:.2f} s)")
     print(f"read_label_list+stats : {args.lines / fast_s:12,.0f} lines/s ({fast_s:.2f} s)")
     print(f"speed-up              : {speedup:.1f}x (goal >= {SPEEDUP_GOAL:.0f}x)")
+    print(
+        f"cpu seconds           : loop {loop_cpu:.2f}, read+stats {fast_cpu:.2f} "
+        f"({os.cpu_count()} cpus, load {load_before:.1f} -> {load_after:.1f})"
+    )
     print(f"bytes per label       : {bytes_per_label:.2f} (goal <= {BYTES_PER_LABEL_GOAL:.0f})")
     if args.out_json:
         args.out_json.write_text(json.dumps(result, indent=2) + "\n")

@@ -123,6 +123,192 @@ def cmd_study(args: argparse.Namespace) -> None:
     )
 
 
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--depth", type=int, default=101, help="50, 101 or 152 (default 101)")
+    parser.add_argument("--num-classes", type=int, required=True)
+    parser.add_argument(
+        "--blocks", type=int, nargs=4, metavar="N", help="blocks per stage; overrides --depth"
+    )
+    parser.add_argument("--width", type=int, default=64, help="stem filters (paper: 64)")
+
+
+def cmd_model_summary(args: argparse.Namespace) -> None:
+    from mlimages.model import build_resnet, summary
+
+    model = build_resnet(args.num_classes, args.depth, blocks=args.blocks, width=args.width)
+    _emit({"model": model.name, "num_classes": args.num_classes, **summary(model)}, args.json)
+
+
+def cmd_model_convert_tf1(args: argparse.Namespace) -> None:
+    from mlimages.model import convert_tf1
+
+    out = convert_tf1(
+        args.checkpoint,
+        args.depth,
+        args.num_classes,
+        args.out,
+        blocks=args.blocks,
+        width=args.width,
+    )
+    _emit({"out": str(out)}, args.json)
+
+
+def _download_params(args: argparse.Namespace):
+    """The profile's `download` section with the command line's flags on top."""
+    from mlimages.params import DownloadParams, load_params
+
+    params = load_params(args.params, args.overrides)
+    flags = {
+        "workers": args.workers,
+        "read_timeout": args.timeout,
+        "retries": args.retries,
+        "max_side": args.max_side,
+        "retry_failed": args.retry_failed or None,
+        "file_root": getattr(args, "file_root", None),
+        "imagenet_root": getattr(args, "imagenet_root", None),
+    }
+    merged = {**params.download.model_dump(), **{k: v for k, v in flags.items() if v is not None}}
+    return params, DownloadParams.model_validate(merged)
+
+
+def cmd_subset(args: argparse.Namespace) -> None:
+    from mlimages import subset
+    from mlimages.annotations import read_label_list
+    from mlimages.params import SubsetParams
+
+    taxonomy = None
+    if args.dictionary:
+        from mlimages.taxonomy import load_dictionary
+
+        taxonomy = load_dictionary(args.dictionary)
+    table = read_label_list(args.label_list, num_classes=taxonomy and taxonomy.num_classes)
+    num_classes = taxonomy.num_classes if taxonomy else int(table.indices.max(initial=0)) + 1
+    spec = SubsetParams(
+        max_images=args.max_images,
+        max_gb=args.max_gb,
+        bytes_per_image=args.bytes_per_image,
+        min_per_class=args.min_per_class,
+        max_per_class=args.max_per_class,
+        subtrees=args.subtree,
+    )
+    chosen = subset.choose(
+        table, num_classes, spec, seed=args.seed, max_side=args.max_side, taxonomy=taxonomy
+    )
+    chosen.write(args.out)
+    cover = subset.coverage(table, chosen, num_classes, args.min_per_class)
+    _emit({"out": args.out, **cover.to_dict()}, args.json)
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from mlimages import download
+
+    params, options = _download_params(args)
+    if args.label_list is None:  # the whole stage of the profile, as notebook 02 runs it
+        if args.out:
+            raise ValueError("--out is for one list; the stage writes runs/<profile>/download/")
+        params = params.model_copy(update={"download": options})
+        params.write(params.stage_dir(download.STAGE) / "params.yaml")
+        _emit(download.run_download_stage(params), args.json)
+        return
+    if not args.out:
+        raise ValueError("--out DIR is required with a label list")
+    from mlimages.annotations import read_label_list
+
+    summary = download.download_list(
+        read_label_list(args.label_list, progress=options.progress),
+        Path(args.out),
+        options,
+        file_root=options.file_root,
+        imagenet_root=options.imagenet_root,
+    )
+    _emit(summary.as_dict(), args.json)
+
+
+def cmd_imagenet_extract(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from mlimages.annotations import read_label_list
+    from mlimages.imagenet import extract
+
+    _, options = _download_params(args)
+    table = read_label_list(args.label_list, progress=options.progress)
+    _emit(extract(table, args.root, Path(args.out), options).as_dict(), args.json)
+
+
+def _fetch_args(parser: argparse.ArgumentParser) -> None:
+    _profile_args(parser)
+    parser.add_argument("--workers", type=int, help="concurrent fetches (download.workers)")
+    parser.add_argument("--timeout", type=float, help="read timeout, s (download.read_timeout)")
+    parser.add_argument("--retries", type=int, help="download.retries")
+    parser.add_argument("--max-side", type=int, help="shorter side at most, px (download.max_side)")
+    parser.add_argument("--retry-failed", action="store_true", help="fetch failed keys again")
+    _json_arg(parser)
+
+
+def cmd_records_write(args: argparse.Namespace) -> None:
+    from mlimages import records
+    from mlimages.params import load_params
+
+    params = load_params(args.params, args.overrides)
+    _emit(records.run_records_stage(params, args.split), args.json)
+
+
+def cmd_records_inspect(args: argparse.Namespace) -> None:
+    from mlimages import records
+
+    _emit(
+        records.inspect(args.shard, args.limit),
+        args.json,
+        lambda rows: "\n".join(
+            f"{r['name']}  {r['width']}x{r['height']}  {r['labels']}" for r in rows
+        ),
+    )
+
+
+def cmd_pipeline_measure(args: argparse.Namespace) -> None:
+    from mlimages import records
+    from mlimages.params import load_params
+
+    params = load_params(args.params, args.overrides)
+    augment = params.pipeline.augment and not args.no_augment
+    index = records.split_index(params, args.split)
+    from mlimages import pipeline  # TensorFlow: only once the records are found
+
+    mode = pipeline.FINETUNE if index.single_label else pipeline.PRETRAIN
+    size = args.image_size or params.pretrain.image_size
+    dataset = pipeline.train_dataset(
+        index, size, args.batch, index.num_classes, mode, seed=params.seed, augment=augment,
+        shuffle_buffer=params.pipeline.shuffle_buffer,
+    )  # fmt: skip
+    measured = pipeline.throughput(dataset, args.images or params.pipeline.throughput_images)
+    _emit({"split": args.split, "image_size": size, "augment": augment, **measured}, args.json)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    import os
+    from pathlib import Path
+
+    from mlimages import pretrain
+    from mlimages.distributed import WORKER_ENV, launch_local_workers
+    from mlimages.params import load_params, parse_override
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    params = load_params(args.params, overrides)
+    workers = args.workers or params.pretrain.workers
+    out = Path(args.out) if args.out else params.stage_dir(pretrain.STAGE)
+    if workers > 1 and WORKER_ENV not in os.environ:
+        # One process a worker on loopback, each with its TF_CONFIG: the multi-node code path.
+        argv = pretrain.command(args.params, overrides, out, workers)
+        done = launch_local_workers(argv, workers, out / "workers")
+        if done.returncode != 0:
+            raise RuntimeError(f"pretraining with {workers} workers failed: {done.stdout[-2000:]}")
+        print(done.stdout.strip())
+        return
+    _emit(pretrain.run_pretrain_stage(params, out), args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlimages", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -173,6 +359,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", help="Jupyter kernel (default: the notebook's, 'mlimages')")
     _json_arg(p)
     p.set_defaults(func=cmd_study)
+
+    model = verbs.add_parser("model", help="the paper's ResNet and the authors' checkpoints")
+    model_verbs = model.add_subparsers(dest="action", required=True)
+    p = model_verbs.add_parser("summary", help="trainable parameters and TF1 variables")
+    _model_args(p)
+    _json_arg(p)
+    p.set_defaults(func=cmd_model_summary)
+    p = model_verbs.add_parser(
+        "convert-tf1", help="an authors'-format TF1 checkpoint -> a .keras model file"
+    )
+    p.add_argument("checkpoint", help="checkpoint prefix, or a folder with a `checkpoint` file")
+    _model_args(p)
+    p.add_argument("--out", required=True, help="output .keras file")
+    _json_arg(p)
+    p.set_defaults(func=cmd_model_convert_tf1)
+
+    p = verbs.add_parser("subset", help="choose a subset of a label list under a budget")
+    p.add_argument("label_list")
+    p.add_argument("--out", required=True, help="the chosen label list (authors' format)")
+    p.add_argument("--dictionary", help="needed for --subtree; checks class indices")
+    p.add_argument("--max-images", type=int)
+    p.add_argument("--max-gb", type=float, help="disk budget of the stored images")
+    p.add_argument("--bytes-per-image", type=int, help="default: estimated from --max-side")
+    p.add_argument("--max-side", type=int, default=320, help="for the disk estimate")
+    p.add_argument("--min-per-class", type=int, default=0)
+    p.add_argument("--max-per-class", type=int)
+    p.add_argument("--subtree", action="append", default=[], metavar="WNID_OR_INDEX")
+    p.add_argument("--seed", type=int, default=0)
+    _json_arg(p)
+    p.set_defaults(func=cmd_subset)
+
+    p = verbs.add_parser("download", help="fetch, validate and resize a URL list (or the stage)")
+    p.add_argument("label_list", nargs="?", help="omit to run the profile's download stage")
+    p.add_argument("--out", help="output folder: manifest.jsonl, images/, labels.txt")
+    p.add_argument("--file-root", help="allow file:// URLs below this folder")
+    p.add_argument("--imagenet-root", help="tree or synset tars for ImageNet-id keys")
+    _fetch_args(p)
+    p.set_defaults(func=cmd_download)
+
+    imagenet = verbs.add_parser("imagenet", help="ImageNet-id-keyed lists from local files")
+    imagenet_verbs = imagenet.add_subparsers(dest="action", required=True)
+    p = imagenet_verbs.add_parser("extract", help="validate, resize and store from a tree or tars")
+    p.add_argument("label_list")
+    p.add_argument("--root", required=True, help="ImageNet tree or folder of <wnid>.tar files")
+    p.add_argument("--out", required=True)
+    _fetch_args(p)
+    p.set_defaults(func=cmd_imagenet_extract)
+
+    records_verb = verbs.add_parser("records", help="TFRecord shards (ours and the authors')")
+    records_verbs = records_verb.add_subparsers(dest="action", required=True)
+    p = records_verbs.add_parser("write", help="the profile's records stage (notebook 03)")
+    _profile_args(p)
+    p.add_argument("--split", nargs="+", help="only these splits (default: every one downloaded)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_records_write)
+    p = records_verbs.add_parser("inspect", help="name, size and labels of every record")
+    p.add_argument("shard", help="a shard in any schema (ours, the authors' dense or int64)")
+    p.add_argument("--limit", type=int, help="the first N records only")
+    _json_arg(p)
+    p.set_defaults(func=cmd_records_inspect)
+
+    pipeline_verb = verbs.add_parser("pipeline", help="the tf.data input pipeline")
+    pipeline_verbs = pipeline_verb.add_subparsers(dest="action", required=True)
+    p = pipeline_verbs.add_parser("measure", help="images/s of the training input on a split")
+    _profile_args(p)
+    p.add_argument("--split", default="train")
+    p.add_argument("--image-size", type=int, help="default: pretrain.image_size")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--images", type=int, help="default: pipeline.throughput_images")
+    p.add_argument("--no-augment", action="store_true", help="decode, resize and scale only")
+    _json_arg(p)
+    p.set_defaults(func=cmd_pipeline_measure)
+
+    p = verbs.add_parser("pretrain", help="multi-label pretraining (notebook 04)")
+    _profile_args(p)
+    p.add_argument("--workers", type=int, help="local worker processes (default: pretrain.workers)")
+    p.add_argument("--out", help="run folder (default: runs/<profile>/pretrain)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_pretrain)
     return parser
 
 

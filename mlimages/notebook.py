@@ -20,6 +20,9 @@ COMMON = ("profile", "overrides")
 # Per stage: notebook parameter name -> dotted parameter it sets (when not None).
 NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
     "explore": {"dictionary": "data.dictionary", "label_list": "data.train_list"},
+    "download": {"progress": "download.progress"},
+    "records": {"augment": "pipeline.augment"},
+    "pretrain": {"workers": "pretrain.workers"},
 }
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from mlimages.atomic import write_text_atomic
 
@@ -72,6 +72,152 @@ class ExploreParams(StrictModel):
     progress: bool | None = None
 
 
+class PretrainParams(StrictModel):
+    """Pretraining (notebook 04): the loop itself; model, loss and schedule have their own sections.
+
+    Defaults are the authors' run: global batch 4,096 over 128 GPUs, 440k steps at 224 px.
+    """
+
+    steps: int = Field(440_000, ge=1)
+    global_batch: int = Field(4096, ge=1, description="images per step over all replicas")
+    image_size: int = Field(224, ge=8)
+    checkpoint_every: int = Field(5000, ge=1)
+    log_every: int = Field(100, ge=1)
+    eval_every: int = Field(5000, ge=0, description="P/R@k on a held-out slice; 0 = never")
+    eval_images: int = Field(2000, ge=1, description="size of the held-out slice (val records)")
+    workers: int = Field(1, ge=1, description="local worker processes on loopback")
+    strategy: Literal["auto", "default", "mirrored", "multiworker"] = "auto"
+    max_seconds: float | None = Field(None, gt=0, description="stop after a checkpoint when over")
+    progress: bool | None = None
+
+
+class ModelParams(StrictModel):
+    """The authors' pre-activation ResNet (mlimages.model); defaults are their ResNet-101."""
+
+    depth: Literal[50, 101, 152] = 101
+    blocks: list[int] | None = Field(
+        None, min_length=4, max_length=4, description="blocks per stage; overrides depth"
+    )
+    width: int = Field(64, ge=1, description="stem filters; stage outputs are 4/8/16/32 times it")
+    num_classes: int | None = Field(None, ge=1, description="None: the dataset's class count")
+    mixed_precision: bool | None = Field(None, description="None: on where a GPU is visible")
+
+    @field_validator("blocks")
+    @classmethod
+    def _positive_blocks(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError("every stage needs at least one block")
+        return value
+
+
+class LossParams(StrictModel):
+    """The adaptive weighted sigmoid cross-entropy (mlimages.loss); the authors' train.sh."""
+
+    pos_weight: float = Field(12.0, gt=0)
+    mask_thres: float = Field(0.7, gt=0, le=1, description="a target >= this is a positive")
+    neg_select: float = Field(0.1, ge=0, le=1, description="share of negative-only classes drawn")
+    select_seed: int = Field(1234, description="seed of the negative draw (flags.py random_seed)")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 on all weights but batch norm")
+
+
+class ScheduleParams(StrictModel):
+    """Momentum SGD with geometric warm-up and step decay (mlimages.recipe); train.sh values."""
+
+    momentum: float = Field(0.9, ge=0, lt=1)
+    lr: float = Field(0.08, gt=0, description="rate after the warm-up, at reference_batch")
+    decay_steps: int = Field(110_000, ge=1)
+    decay_factor: float = Field(0.1, gt=0, le=1)
+    num_decays: int = Field(4, ge=0)
+    warmup_lr: float = Field(0.01, gt=0)
+    warmup_steps: int = Field(35_200, ge=0)
+    warmup_interval: int = Field(4_400, ge=1)
+    warmup_factor: float = Field(1.297, ge=1)
+    reference_batch: int | None = Field(
+        4096, ge=1, description="global batch the rates are for; None: no linear scaling"
+    )
+
+
+class SubsetParams(StrictModel):
+    """Which part of the training list to download (notebook 02); no budget = the whole list."""
+
+    max_images: int | None = Field(None, ge=1, description="images to choose at most")
+    max_gb: float | None = Field(None, gt=0, description="disk budget for the stored images, GB")
+    bytes_per_image: int | None = Field(
+        None, ge=1, description="stored size estimate; None: from download.max_side"
+    )
+    min_per_class: int = Field(0, ge=0, description="floor: rarest classes are served first")
+    max_per_class: int | None = Field(
+        None, ge=1, description="cap: an image is taken only while one of its classes is under it"
+    )
+    subtrees: list[str] = Field([], description="wnids or indices; keep only their classes")
+    seed: int | None = Field(None, description="None: the profile's seed")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_images or self.max_gb or self.subtrees)
+
+
+class DownloadParams(StrictModel):
+    """Fetching, validating and resizing images (notebook 02); defaults suit real Flickr URLs."""
+
+    workers: int = Field(32, ge=1, le=1024, description="threads: the global concurrency limit")
+    per_host: int = Field(16, ge=1, description="concurrent requests to one host at most")
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0, description="seconds without a byte")
+    total_timeout: float = Field(120.0, gt=0, description="seconds for one response in all")
+    retries: int = Field(3, ge=0, description="on timeouts, connection errors, 5xx and 429")
+    backoff: float = Field(1.0, ge=0, description="first retry waits up to this, doubling")
+    backoff_max: float = Field(60.0, ge=0, description="longest wait, Retry-After included")
+    max_redirects: int = Field(5, ge=0)
+    max_bytes: int = Field(64 * 2**20, ge=1, description="largest body accepted")
+    max_pixels: int = Field(100_000_000, ge=1, description="decompression-bomb limit")
+    max_side: int = Field(320, ge=8, description="shorter side of a stored image at most")
+    quality: int = Field(90, ge=50, le=100, description="JPEG quality of re-encoded images")
+    placeholder_sha256: list[str] = Field([], description="bodies that are known placeholders")
+    placeholder_urls: list[str] = Field(
+        ["photo_unavailable"], description="a redirect to a URL containing one is a placeholder"
+    )
+    file_root: str | None = Field(None, description="file:// URLs allowed below it only")
+    imagenet_root: str | None = Field(
+        None, description="tree or per-synset tars for ImageNet-id keys of data.train_list"
+    )
+    target_train_list: str | None = Field(None, description="ImageNet-id-keyed target list")
+    target_val_list: str | None = None
+    imagenet_train: str | None = Field(None, description="tree or tars for target_train_list")
+    imagenet_val: str | None = None
+    retry_failed: bool = Field(False, description="fetch keys that failed before again")
+    progress: bool | None = None
+
+
+class RecordsParams(StrictModel):
+    """TFRecord shards (notebook 03, mlimages.records); shard sizes as TensorFlow advises."""
+
+    shard_mb: float = Field(100.0, gt=0, description="about this many MiB a shard")
+    min_shards: int = Field(8, ge=1, description="at least this many (workers split by file)")
+    workers: int | None = Field(None, ge=1, description="writer processes; None: every core")
+    seed: int | None = Field(None, description="record order; None: the profile's seed")
+    target_dictionary: str | None = Field(
+        None, description="target task classes, one a line; None: the miniature's"
+    )
+    progress: bool | None = None
+
+
+class PipelineParams(StrictModel):
+    """The tf.data input (mlimages.pipeline): the paper's augmentation, eval preprocessing."""
+
+    augment: bool = Field(True, description="false: decode, resize and scale only (debugging)")
+    hue_delta: float = Field(
+        0.2, ge=0, le=0.5, description="random hue bound (the authors' 0.2); 0 turns it off"
+    )
+    eval_crop_fraction: float = Field(
+        0.8, gt=0, le=1, description="central crop side / shorter side (the authors' 0.8)"
+    )
+    shuffle_buffer: int = Field(4096, ge=1, description="records shuffled in memory")
+    cycle_length: int = Field(16, ge=1, description="shards read at once")
+    preview_images: int = Field(8, ge=1, le=64, description="images in notebook 03's grids")
+    throughput_images: int = Field(1024, ge=1, description="images timed in notebook 03")
+
+
 class Params(StrictModel):
     """One profile, resolved."""
 
@@ -81,6 +227,14 @@ class Params(StrictModel):
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
     explore: ExploreParams = ExploreParams()
+    subset: SubsetParams = SubsetParams()
+    download: DownloadParams = DownloadParams()
+    pretrain: PretrainParams = PretrainParams()
+    model: ModelParams = ModelParams()
+    loss: LossParams = LossParams()
+    schedule: ScheduleParams = ScheduleParams()
+    records: RecordsParams = RecordsParams()
+    pipeline: PipelineParams = PipelineParams()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -104,7 +258,14 @@ class Params(StrictModel):
         return path
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """Paths made absolute, so a saved params.yaml is itself a profile that loads anywhere."""
+        dump = self.model_dump(mode="json")
+        dump["runs_dir"] = str(self.resolve_path(self.runs_dir))
+        for key in ("dictionary", "train_list", "val_list"):
+            value = dump["data"][key]
+            if value is not None and "://" not in value:
+                dump["data"][key] = str(self.resolve_path(value))
+        return yaml.safe_dump(dump, sort_keys=False)
 
     def write(self, path: str | os.PathLike) -> Path:
         """Save the resolved parameters next to an artefact (write, then rename)."""

@@ -1,0 +1,229 @@
+"""Training step of our ResNet-101 against `keras.applications.ResNet101`, in the same run.
+
+Both models train on the same synthetic batch with the same step (forward, softmax
+cross-entropy, backward, momentum SGD) in one `tf.function`. The two architectures differ
+(ours has no max-pool, pre-activation BN, stride 2 inside stage 0), so speed is compared as
+achieved FLOP/s: FLOPs are *counted* from each step's own graph, summing TensorFlow's
+registered per-op statistics (the `tf.profiler` float_ops registry: convolutions and their
+two backprops, matmuls, element-wise ops) over the ops the step actually runs (ops whose
+results nothing uses, e.g. the gradient of the input images, are pruned as TF prunes them).
+The counter checks itself first: on a small model its forward Conv2D + MatMul count must
+equal an analytic per-layer count.
+
+CPU mode (default): batch 16 x 224, fp32, steps of the two models interleaved (the machine is
+shared), best step time (other processes only ever add time: the fastest step is the
+closest to the step's own cost; medians are reported too); goal: our FLOP/s >= 0.95 x the
+reference's.
+GPU mode (`--gpu`): mixed float16 with loss scaling, XLA, a larger batch; images/s; goal: our
+ResNet-101 >= 2,500 images/s on one H200 (the data are synthetic tensors already on the
+device: this measures the step, not the input pipeline), median step time. Prints one JSON
+object; exits 1 when a goal is missed.
+
+    python benchmarks/train_step.py [--steps 5] [--batch 16] [--image-size 224]
+    python benchmarks/train_step.py --gpu [--steps 50] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+
+from mlimages.model import build_resnet
+
+CPU_GOAL = 0.95  # our FLOP/s over the reference's
+GPU_GOAL = 2500.0  # images/s of our ResNet-101 on one H200
+NUM_CLASSES = 1000
+
+
+def live_ops(graph: tf.Graph) -> list[tf.Operation]:
+    """The ops a function call runs: ancestors of its outputs and of its stateful ops."""
+    roots = [t.op for t in graph.outputs] + list(getattr(graph, "control_outputs", []))
+    roots += [op for op in graph.get_operations() if op._is_stateful]
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return [op for op in graph.get_operations() if op.name in seen]
+
+
+def counted_flops(graph: tf.Graph, types: set[str] | None = None) -> int:
+    """Sum of the registered `flops` statistics of the live ops (of `types`, if given)."""
+    total = 0.0
+    for op in live_ops(graph):
+        if types is not None and op.type not in types:
+            continue
+        try:
+            stats = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops")
+        except ValueError:  # no statistics registered (Relu, Pad, Reshape, ...): no FLOPs
+            continue
+        total += float(stats.value or 0)
+    return int(total)
+
+
+def analytic_forward_flops(model: keras.Model, batch: int) -> int:
+    """2 x multiply-adds of every Conv2D and Dense layer, from the layers' shapes."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw, c_in, _ = layer.kernel.shape
+            total += 2 * batch * h * w * c_out * kh * kw * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            c_in, c_out = layer.kernel.shape
+            total += 2 * batch * c_in * c_out
+    return total
+
+
+def check_counter() -> None:
+    """The graph count agrees with the analytic one on a small model of ours."""
+    model = build_resnet(10, blocks=(1, 2, 1, 1), width=8, image_size=40)
+    forward = tf.function(lambda x: model(x, training=False))
+    graph = forward.get_concrete_function(tf.TensorSpec([3, 40, 40, 3])).graph
+    counted = counted_flops(graph, {"Conv2D", "MatMul"})
+    expected = analytic_forward_flops(model, 3)
+    if counted != expected:
+        raise SystemExit(f"FLOP counter disagrees: graph {counted:,} vs analytic {expected:,}")
+
+
+def make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, jit: bool):
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    @tf.function(jit_compile=jit)
+    def step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            scaled_loss = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(scaled_loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    return step
+
+
+def prepare(name: str, model: keras.Model, batch: int, size: int, gpu: bool) -> dict:
+    optimizer: keras.optimizers.Optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    if gpu:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))
+    step = make_step(model, optimizer, jit=gpu)
+    graph = step.get_concrete_function(images, labels).graph
+    return {
+        "name": name,
+        "params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "step": step,
+        "args": (images, labels),
+        "flops": counted_flops(graph),
+        "conv_matmul_flops": counted_flops(
+            graph, {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MatMul"}
+        ),
+        "times": [],
+    }
+
+
+def run_step(entry: dict) -> None:
+    start = time.perf_counter()
+    float(entry["step"](*entry["args"]))  # the loss value: waits for the step to finish
+    entry["times"].append(time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="mixed precision + XLA, images/s")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (5 CPU, 50 GPU)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
+    parser.add_argument("--batch", type=int, default=None, help="default 16 CPU, 256 GPU")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--out-json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    steps = args.steps or (50 if args.gpu else 5)
+    batch = args.batch or (256 if args.gpu else 16)
+    size = args.image_size
+    if args.gpu and not tf.config.list_physical_devices("GPU"):
+        print("--gpu: no GPU visible to TensorFlow", file=sys.stderr)
+        return 2
+
+    check_counter()
+    policy = "mixed_float16" if args.gpu else "float32"
+    keras.mixed_precision.set_global_policy(policy)  # keras.applications follows the global one
+    keras.utils.set_random_seed(0)
+    ours = build_resnet(NUM_CLASSES, 101, image_size=size, dtype=policy)
+    reference = keras.applications.ResNet101(
+        weights=None,
+        input_shape=(size, size, 3),
+        classes=NUM_CLASSES,
+        classifier_activation=None,
+    )
+    entries = [
+        prepare("ours_resnet101", ours, batch, size, args.gpu),
+        prepare("keras_applications_resnet101", reference, batch, size, args.gpu),
+    ]
+    for entry in entries:
+        for _ in range(args.warmup):
+            run_step(entry)
+        entry["times"].clear()
+    for _ in range(steps):  # interleaved: load from other processes hits both alike
+        for entry in entries:
+            run_step(entry)
+
+    result: dict = {
+        "mode": "gpu" if args.gpu else "cpu",
+        "device": tf.config.list_physical_devices("GPU")[0].name if args.gpu else "cpu",
+        "dtype_policy": policy,
+        "xla": args.gpu,
+        "batch": batch,
+        "image_size": size,
+        "steps": steps,
+        "models": {},
+    }
+    for entry in entries:
+        # CPU: the fastest step (a shared machine only adds time); GPU: the median step.
+        best = min(entry["times"]) if not args.gpu else statistics.median(entry["times"])
+        result["models"][entry["name"]] = {
+            "params": entry["params"],
+            "step_flops": entry["flops"],
+            "conv_matmul_share": entry["conv_matmul_flops"] / entry["flops"],
+            "timed_step_s": best,
+            "median_step_s": statistics.median(entry["times"]),
+            "step_times_s": entry["times"],
+            "images_per_s": batch / best,
+            "tflop_per_s": entry["flops"] / best / 1e12,
+        }
+    ours_r, ref_r = (result["models"][e["name"]] for e in entries)
+    result["flops_rate_ratio"] = ours_r["tflop_per_s"] / ref_r["tflop_per_s"]
+    result["images_per_s_ratio"] = ours_r["images_per_s"] / ref_r["images_per_s"]
+    if args.gpu:
+        result["goal"] = f"ours >= {GPU_GOAL:.0f} images/s"
+        ok = ours_r["images_per_s"] >= GPU_GOAL
+    else:
+        result["goal"] = f"flops_rate_ratio >= {CPU_GOAL}"
+        ok = result["flops_rate_ratio"] >= CPU_GOAL
+    result["goal_met"] = ok
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out_json:
+        args.out_json.write_text(text + "\n")
+    if not ok:
+        print("GOAL MISSED", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

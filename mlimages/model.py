@@ -1,0 +1,321 @@
+"""The paper's pre-activation ResNet (the authors' `models/resnet.py`) in Keras 3; their TF1 names.
+
+The model is a Functional model of built-in Keras layers only, so a saved `.keras` file opens
+with `keras.models.load_model` without custom objects (the authors' meta graph holds an
+internal op and cannot be imported). Layer names spell the authors' variable scopes with `.`
+for `/` (Keras forbids `/` in names), which makes the map to and from their TF1 variable names
+a pure string transform; checkpoints load by that name map, never by graph structure.
+
+Architecture (DESIGN §3): stem = pad 3, 7x7/2 conv, 64 filters, nothing after it (no BN, ReLU
+or max-pool); bottleneck blocks are pre-activation (BN-ReLU before every conv); the first block
+of every stage, stage 0 included, has stride 2 on its 3x3 conv and a BN-ReLU-1x1 projection
+shortcut; stride-2 convs pad `(k-1)//2` before and the rest after, then run VALID, stride-1
+convs run SAME; BN momentum 0.997, epsilon 1e-5; convs without bias; head = BN-ReLU-global
+mean (the features), then a dense layer with bias (the logits).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mlimages.atomic import write_text_atomic
+from mlimages.params import ModelParams
+
+DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+PAPER_WIDTH = 64
+BN_MOMENTUM = 0.997
+BN_EPSILON = 1e-5
+FEATURES_LAYER = "global_pool.mean"
+LOGITS_LAYER = "logits"
+
+# Keras weight name -> the TF1 sub-scope and variable name `tf.layers` gave it.
+_CONV_SCOPE = "conv2d"
+_BN_SCOPE = "batch_normalization"
+_DENSE_SCOPE = "dense"
+_BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def stage_blocks(depth: int | None = None, blocks: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Blocks per stage: explicit `blocks` (reduced variants) or the paper's depth 50/101/152."""
+    if blocks is not None:
+        if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
+            raise ValueError(f"model blocks: got {list(blocks)}; expected 4 positive integers")
+        return tuple(int(b) for b in blocks)
+    if depth not in DEPTHS:
+        raise ValueError(f"model depth: got {depth!r}; expected one of {sorted(DEPTHS)}")
+    return DEPTHS[depth]
+
+
+def dtype_policy(mixed_precision: bool | None = None) -> str:
+    """`mixed_float16` where it pays (a GPU is visible) unless told; float32 on CPU."""
+    if mixed_precision is None:
+        mixed_precision = bool(tf.config.list_physical_devices("GPU"))
+    return "mixed_float16" if mixed_precision else "float32"
+
+
+def build_resnet(
+    num_classes: int,
+    depth: int | None = 101,
+    *,
+    blocks: Sequence[int] | None = None,
+    width: int = PAPER_WIDTH,
+    image_size: int | None = None,
+    dtype: str = "float32",
+    name: str | None = None,
+) -> keras.Model:
+    """The authors' ResNet as a Keras Functional model: NHWC images in [-1, 1] -> logits.
+
+    `blocks` (4 counts) overrides `depth`; `width` is the stem's filters and stage 0's
+    bottleneck width (stage outputs are 4, 8, 16, 32 times it; the paper's is 64). `dtype` is
+    a Keras dtype policy such as `mixed_float16`; the logits layer always computes in float32
+    so the loss sees float32 logits.
+    """
+    counts = stage_blocks(depth, blocks)
+    if width < 1:
+        raise ValueError(f"model width: got {width}; expected a positive integer")
+    images = keras.Input(shape=(image_size, image_size, 3), name="images")
+    x = _conv(images, "init.init_conv", 7, width, 2, dtype)
+    for stage, count in enumerate(counts):
+        out = 4 * width * 2**stage
+        for block in range(count):
+            scope = f"stages_{stage}_block_{block}"
+            x = _bottleneck(x, scope, out, 2 if block == 0 else 1, block == 0, dtype)
+    x = _bn_relu(x, "global_pool.bn", dtype)
+    feat = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER, dtype=dtype)(x)
+    logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER, dtype="float32")(feat)
+    if name is None:
+        name = f"resnet{depth}" if blocks is None else "resnet_" + "_".join(map(str, counts))
+    return keras.Model(images, logits, name=name)
+
+
+def model_from_params(
+    params: ModelParams, num_classes: int | None = None, image_size: int | None = None
+) -> keras.Model:
+    """A profile's `model` section built; `num_classes` fills in when the section leaves it
+    None (the dataset's count)."""
+    classes = params.num_classes or num_classes
+    if classes is None:
+        raise ValueError("model.num_classes is None and no class count was given")
+    return build_resnet(
+        classes,
+        params.depth,
+        blocks=params.blocks,
+        width=params.width,
+        image_size=image_size,
+        dtype=dtype_policy(params.mixed_precision),
+    )
+
+
+def _bottleneck(
+    x: keras.KerasTensor, scope: str, out: int, stride: int, projection: bool, dtype: str
+) -> keras.KerasTensor:
+    shortcut = x
+    if projection:
+        shortcut = _bn_relu(x, f"{scope}.conv1_b1_bn", dtype)
+        shortcut = _conv(shortcut, f"{scope}.conv1_b1", 1, out, stride, dtype)
+    y = _bn_relu(x, f"{scope}.conv1_b2_bn", dtype)
+    y = _conv(y, f"{scope}.conv1_b2", 1, out // 4, 1, dtype)
+    y = _bn_relu(y, f"{scope}.conv2_b2_bn", dtype)
+    y = _conv(y, f"{scope}.conv2_b2", 3, out // 4, stride, dtype)
+    y = _bn_relu(y, f"{scope}.conv3_b2_bn", dtype)
+    y = _conv(y, f"{scope}.conv3_b2", 1, out, 1, dtype)
+    return keras.layers.Add(name=f"{scope}.add", dtype=dtype)([y, shortcut])
+
+
+def _bn_relu(x: keras.KerasTensor, name: str, dtype: str) -> keras.KerasTensor:
+    x = keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
+    )(x)
+    return keras.layers.ReLU(name=f"{name}.relu", dtype=dtype)(x)
+
+
+def _conv(
+    x: keras.KerasTensor, name: str, kernel: int, filters: int, stride: int, dtype: str
+) -> keras.KerasTensor:
+    """The authors' `_pre_padding_conv`: explicit padding before a strided conv, SAME otherwise."""
+    if stride > 1 and kernel > 1:
+        before = (kernel - 1) // 2
+        pad = (before, kernel - 1 - before)
+        x = keras.layers.ZeroPadding2D((pad, pad), name=f"{name}.pad", dtype=dtype)(x)
+    return keras.layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same" if stride == 1 else "valid",
+        use_bias=False,
+        # tf.variance_scaling_initializer() of TF 1.x: scale 1, fan_in, truncated normal.
+        kernel_initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"),
+        name=name,
+        dtype=dtype,
+    )(x)
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """The same weights, returning `(logits, features)`: features are the pooled [N, C] vector
+    (the authors' `net.feat`, squeezed as their `extract_feature.py` does)."""
+    feat = model.get_layer(FEATURES_LAYER).output
+    return keras.Model(model.input, [model.output, feat], name=f"{model.name}_features")
+
+
+# --- the two-way map to the authors' TF1 names -------------------------------------------
+
+
+def tf1_name(layer: keras.layers.Layer, weight_name: str) -> str:
+    """The TF1 variable name of one of our weights, e.g. `stages_0_block_0.conv1_b2` + `kernel`
+    -> `stages_0_block_0/conv1_b2/conv2d/kernel`."""
+    scope = layer.name.replace(".", "/")
+    if isinstance(layer, keras.layers.Conv2D):
+        return f"{scope}/{_CONV_SCOPE}/{weight_name}"
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return f"{scope}/{_BN_SCOPE}/{weight_name}"
+    if isinstance(layer, keras.layers.Dense):
+        return f"{scope}/{_DENSE_SCOPE}/{weight_name}"
+    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no TF1 counterpart")
+
+
+def keras_name(tf1: str) -> tuple[str, str]:
+    """The inverse of `tf1_name`: a TF1 variable name -> (our layer name, weight name)."""
+    parts = tf1.split("/")
+    if len(parts) < 3 or parts[-2] not in (_CONV_SCOPE, _BN_SCOPE, _DENSE_SCOPE):
+        raise ValueError(
+            f"TF1 variable {tf1!r}: expected <scope>/(conv2d|batch_normalization|dense)/<weight>"
+        )
+    return ".".join(parts[:-2]), parts[-1]
+
+
+def tf1_variables(model: keras.Model) -> dict[str, keras.Variable]:
+    """Every variable a TF1 checkpoint of `model` holds (BN moving statistics included)."""
+    names: dict[str, keras.Variable] = {}
+    for layer in model.layers:
+        for weight in layer.weights:
+            names[tf1_name(layer, _weight_name(weight))] = weight
+    return names
+
+
+def _weight_name(weight: keras.Variable) -> str:
+    return weight.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a by-name load did: the checkpoint names used, skipped on request, and left over."""
+
+    loaded: list[str]
+    skipped: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+
+def load_tf1_checkpoint(
+    model: keras.Model, path: str | os.PathLike, *, skip_logits: bool = False
+) -> LoadReport:
+    """Assign an authors'-format checkpoint to `model` by variable name.
+
+    `path` is a checkpoint prefix or a folder with a `checkpoint` file. Every model variable
+    must be present (the logits may be skipped, e.g. for fine-tuning a new head); a missing
+    name or a shape mismatch stops with the variable's name. Names in the checkpoint that the
+    model has no variable for (global_step, optimiser slots, other heads) are reported.
+    """
+    prefix = _checkpoint_prefix(path)
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    wanted = tf1_variables(model)
+    skipped = [n for n in wanted if skip_logits and n.startswith(f"{LOGITS_LAYER}/")]
+    missing = sorted(n for n in wanted if n not in shapes and n not in skipped)
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f", … ({len(missing)} in all)" if len(missing) > 5 else ""
+        )
+        raise ValueError(f"{prefix}: checkpoint lacks {len(missing)} model variables: {shown}")
+    values = {}
+    for name, variable in wanted.items():
+        if name in skipped:
+            continue
+        if tuple(shapes[name]) != tuple(variable.shape):
+            raise ValueError(
+                f"{prefix}: variable {name!r} has shape {list(shapes[name])} in the checkpoint; "
+                f"the model expects {list(variable.shape)}"
+            )
+        values[name] = reader.get_tensor(name)
+    for name, value in values.items():  # assign only once everything is known to fit
+        wanted[name].assign(value.astype(np.dtype(wanted[name].dtype)))
+    unused = sorted(n for n in shapes if n not in wanted)
+    return LoadReport(loaded=sorted(values), skipped=sorted(skipped), unused=unused)
+
+
+def export_tf1_checkpoint(model: keras.Model, prefix: str | os.PathLike) -> Path:
+    """Write `model` as a TF1 name-based checkpoint under the authors' names.
+
+    Their `finetune.py`/`extract_feature.py` (and `load_tf1_checkpoint`) restore it by name.
+    The files are written under a temporary prefix and renamed, then a `checkpoint` state file
+    naming the prefix is written next to them, as `tf.train.Saver` does.
+    """
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    variables = tf1_variables(model)
+    names = sorted(variables)
+    tmp = prefix.with_name(f".{prefix.name}.tmp{os.getpid()}")
+    tf.raw_ops.SaveV2(
+        prefix=str(tmp),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.convert_to_tensor(variables[n].value) for n in names],
+    )
+    for suffix in (".index", ".data-00000-of-00001"):
+        os.replace(f"{tmp}{suffix}", f"{prefix}{suffix}")
+    write_text_atomic(
+        prefix.parent / "checkpoint",
+        f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n',
+    )
+    return prefix
+
+
+def _checkpoint_prefix(path: str | os.PathLike) -> str:
+    path = Path(path)
+    if path.is_dir():
+        latest = tf.train.latest_checkpoint(str(path))
+        if latest is None:
+            raise FileNotFoundError(f"{path}: no checkpoint state file naming a checkpoint")
+        return latest
+    if not Path(f"{path}.index").is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here (expected {path}.index)")
+    return str(path)
+
+
+def convert_tf1(
+    checkpoint: str | os.PathLike,
+    depth: int | None,
+    num_classes: int,
+    out: str | os.PathLike,
+    *,
+    blocks: Sequence[int] | None = None,
+    width: int = PAPER_WIDTH,
+) -> Path:
+    """An authors'-format checkpoint -> a `.keras` file (NHWC input in [-1, 1], logits out)."""
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ValueError(f"{out}: expected a file name ending in .keras")
+    model = build_resnet(num_classes, depth, blocks=blocks, width=width)
+    load_tf1_checkpoint(model, checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def summary(model: keras.Model) -> dict[str, int]:
+    """Parameter counts, and what a TF1 checkpoint of the model holds."""
+    tf1 = tf1_variables(model)
+    return {
+        "params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "non_trainable_params": int(sum(np.prod(w.shape) for w in model.non_trainable_weights)),
+        "tf1_variables": len(tf1),
+        "tf1_floats": int(sum(np.prod(v.shape) for v in tf1.values())),
+    }

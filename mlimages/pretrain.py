@@ -1,0 +1,219 @@
+"""Pretraining stage: the paper's ResNet and multi-label loss on the profile's records.
+
+`run_pretrain_stage` trains in this process under the strategy the environment asks for;
+`launch` starts it as `python -m mlimages pretrain …` subprocesses (one a local worker), which
+is how notebook 04 runs it: never inside the kernel, whose TensorFlow could not then be
+reconfigured for a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlimages.params import Params
+
+STAGE = "pretrain"
+
+
+def build_model(params: Params, num_classes: int, image_size: int):
+    from mlimages.model import build_resnet, dtype_policy
+
+    m = params.model
+    return build_resnet(
+        m.num_classes or num_classes,
+        m.depth,
+        blocks=m.blocks,
+        width=m.width,
+        image_size=image_size,
+        dtype=dtype_policy(m.mixed_precision),
+    )
+
+
+def held_out_eval(params: Params, index, num_classes: int):
+    """P/R@k on the first `eval_images` validation images, every `eval_every` steps."""
+    import numpy as np
+
+    from mlimages import pipeline
+    from mlimages.train import precision_recall_eval
+
+    p = params.pretrain
+    batches = pipeline.eval_dataset(index, p.image_size, 256, num_classes).unbatch()
+    images, labels = [], []
+    for image, label in batches.take(p.eval_images):
+        images.append(image.numpy())
+        labels.append(label.numpy())
+    if not images:
+        return None
+    return precision_recall_eval(np.stack(images), np.stack(labels))
+
+
+def task_from_params(params: Params, out: Path):
+    """The pretraining `TrainTask`: records, model, loss options and the authors' schedule."""
+    from mlimages import pipeline, records
+    from mlimages.distributed import cluster_from_environment
+    from mlimages.recipe import schedule_from_params
+    from mlimages.train import TrainTask
+
+    p = params.pretrain
+    train_index = records.split_index(params, "train")
+    num_classes = train_index.num_classes
+    workers = cluster_from_environment().count
+    steps_per_epoch = train_index.steps_per_epoch(p.global_batch, workers)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"pretrain.global_batch = {p.global_batch} exceeds the {train_index.records} training "
+            f"records ({workers} workers); expected a smaller batch or more data"
+        )
+    eval_fn = None
+    if p.eval_every:
+        eval_fn = held_out_eval(params, records.split_index(params, "val"), num_classes)
+
+    def dataset_fn(ctx, start_step: int):
+        # A resumed run reshuffles from a new seed instead of replaying its first batches.
+        return pipeline.train_dataset(
+            train_index, p.image_size, p.global_batch, num_classes,
+            mode=pipeline.PRETRAIN, seed=params.seed + start_step, input_context=ctx,
+            augment=params.pipeline.augment, hue_delta=params.pipeline.hue_delta,
+            shuffle_buffer=params.pipeline.shuffle_buffer,
+            cycle_length=params.pipeline.cycle_length,
+        )  # fmt: skip
+
+    return TrainTask(
+        out=out,
+        build_model=lambda: build_model(params, num_classes, p.image_size),
+        dataset_fn=dataset_fn,
+        loss_kind="multilabel",
+        num_classes=num_classes,
+        steps=p.steps,
+        global_batch=p.global_batch,
+        learning_rate=schedule_from_params(params.schedule, p.global_batch),
+        momentum=params.schedule.momentum,
+        weight_decay=params.loss.weight_decay,
+        checkpoint_every=p.checkpoint_every,
+        log_every=p.log_every,
+        eval_every=p.eval_every,
+        eval_fn=eval_fn,
+        loss_options={
+            "mask_thres": params.loss.mask_thres,
+            "neg_select": params.loss.neg_select,
+            "pos_weight": params.loss.pos_weight,
+            "select_seed": params.loss.select_seed,
+        },
+        seed=params.seed,
+        progress=p.progress,
+        max_seconds=p.max_seconds,
+        epoch_steps=steps_per_epoch,
+    )
+
+
+def run_pretrain_stage(params: Params, out: Path | None = None) -> dict[str, Any]:
+    """Train in this process (one worker of a cluster, or alone)."""
+    from mlimages.distributed import make_strategy
+    from mlimages.train import configure_determinism, run
+
+    out = out or params.stage_dir(STAGE)
+    params.write(out / "params.yaml")
+    configure_determinism(params.seed)
+    strategy = make_strategy(params.pretrain.strategy)
+    return run(task_from_params(params, out), strategy)
+
+
+def command(profile: str | Path, overrides: dict[str, Any], out: Path, workers: int) -> list[str]:
+    """The `mlimages pretrain` arguments that reproduce a resolved notebook or CLI call."""
+    argv = ["pretrain", "--params", str(profile), "--out", str(out), "--json"]
+    argv += ["--workers", str(workers)]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: types survive
+    return argv
+
+
+def launch(
+    profile: str | Path, overrides: dict[str, Any], out: Path, workers: int
+) -> subprocess.Popen:
+    """Start pretraining in a subprocess; the caller follows `out/log.jsonl`."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "launch.log", "w")  # noqa: SIM115 (the child owns it until it exits)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlimages", *command(profile, overrides, out, workers)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+
+
+def follow(
+    process: subprocess.Popen, out: Path, total_steps: int, progress: bool | None = None
+) -> dict:
+    """Show a progress bar from the run's log until it ends; its JSON result, or an error with
+    the tail of its log."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from mlimages.progress import quiet
+    from mlimages.train import read_log
+
+    bar = tqdm(total=total_steps, desc="pretraining", unit="step", disable=quiet(progress))
+    while process.poll() is None:
+        records = read_log(out)
+        if records:
+            bar.n = records[-1]["step"]
+            bar.set_postfix(loss=f"{records[-1]['loss']:.4f}")
+            bar.refresh()
+        time.sleep(1.0)
+    stdout = process.stdout.read() if process.stdout else ""
+    bar.n = read_log(out)[-1]["step"] if read_log(out) else bar.n
+    bar.close()
+    if process.returncode != 0:
+        tail = (out / "launch.log").read_text()[-3000:]
+        raise RuntimeError(f"pretraining failed (exit {process.returncode}); log tail:\n{tail}")
+    return json.loads(stdout[stdout.index("{") :])
+
+
+def plot_curves(out: Path):
+    """Loss, learning rate and held-out P/R@k against the step, from `log.jsonl`."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mlimages.train import read_log
+
+    log = pd.DataFrame(read_log(out))
+    if log.empty:
+        raise ValueError(f"{out / 'log.jsonl'}: no logged steps yet")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    log.plot(x="step", y="loss", ax=axes[0], title="training loss", legend=False)
+    log.plot(x="step", y="learning_rate", ax=axes[1], title="learning rate", legend=False)
+    quality = [c for c in log.columns if c.startswith(("precision@", "recall@"))]
+    if quality:
+        log.dropna(subset=quality).plot(x="step", y=quality, ax=axes[2], marker="o")
+        axes[2].set_title("held-out P/R@k")
+    else:
+        axes[2].set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def summary_table(out: Path, result: dict[str, Any]):
+    """One row a figure a reader asks for after a run: speed per worker, where the weights are."""
+    import pandas as pd
+
+    from mlimages.train import read_log
+
+    log = pd.DataFrame(read_log(out))
+    steady = log.iloc[1:] if len(log) > 1 else log  # the first window includes tracing
+    rows = {
+        "steps": result["steps"],
+        "workers": result["workers"],
+        "replicas": result["replicas"],
+        "epochs": result.get("epochs"),
+        "final loss": result["final_loss"],
+        "images/s (all workers)": steady["images_per_sec"].mean() if len(steady) else None,
+        "images/s per worker": steady["images_per_sec_per_worker"].mean() if len(steady) else None,
+        "resumed from step": result["resumed_from_step"],
+        "checkpoint": result["checkpoint"],
+    }
+    return pd.DataFrame({"value": rows})

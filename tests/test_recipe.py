@@ -1,0 +1,84 @@
+"""The authors' schedules: closed forms at their boundaries, tables and Keras agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlimages import recipe as R
+from mlimages.params import load_params
+
+
+@pytest.mark.parametrize(
+    ("step", "lr"),
+    [
+        (0, 0.01),
+        (4_399, 0.01),
+        (4_400, 0.01 * 1.297),
+        (35_199, 0.01 * 1.297**7),
+        (35_200, 0.08),
+        (110_000, 0.08),  # TF1 piecewise_constant keeps the old value at the boundary
+        (110_001, 0.008),
+        (220_001, 0.0008),
+        (330_001, 0.00008),
+        (440_001, 0.000008),
+    ],
+)
+def test_pretraining_rate_at_the_authors_boundaries(step: int, lr: float) -> None:
+    assert R.pretrain_lr(step) == pytest.approx(lr, rel=1e-12)
+
+
+def test_the_warmup_factor_leads_from_001_to_008() -> None:
+    assert R.geometric_warmup(35_200) == pytest.approx(0.08, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("step", "lr"), [(0, 0.1), (149_999, 0.1), (150_000, 0.01), (450_000, 1e-4)]
+)
+def test_finetuning_rate_decays_at_each_multiple(step: int, lr: float) -> None:
+    assert R.finetune_lr(step) == pytest.approx(lr, rel=1e-12)
+
+
+def _probe_steps(boundaries: tuple[int, ...], top: int) -> list[int]:
+    rng = np.random.default_rng(0)
+    near = [b + d for b in boundaries for d in (-1, 0, 1)]
+    return sorted({0, *near, *rng.integers(0, top, 200).tolist()})
+
+
+def test_tables_and_keras_schedules_equal_the_closed_forms() -> None:
+    pre = R.pretrain_schedule(scale=0.5)
+    fine = R.finetune_schedule(R.FINETUNE_STEPS)
+    for table, closed, top in [
+        (pre, lambda s: R.pretrain_lr(s, scale=0.5), R.PAPER_STEPS + 10),
+        (fine, R.finetune_lr, R.FINETUNE_STEPS),
+    ]:
+        keras_schedule = table.to_keras()
+        for step in _probe_steps(table.boundaries, top):
+            assert table(step) == closed(step), step
+            assert float(keras_schedule(step)) == pytest.approx(closed(step), rel=1e-6), step
+
+
+def test_linear_scaling_with_the_global_batch() -> None:
+    assert R.lr_scale(4096, 4096) == 1.0
+    assert R.lr_scale(256, 4096) == 1 / 16
+    assert R.lr_scale(64, None) == 1.0
+    with pytest.raises(ValueError):
+        R.lr_scale(0, 256)
+
+
+def test_profiles_schedules() -> None:
+    paper = load_params("paper")
+    assert R.schedule_from_params(paper.schedule, 4096) == R.pretrain_schedule()
+    halved = R.schedule_from_params(paper.schedule, 2048)
+    assert halved(35_200) == pytest.approx(0.04)
+    for profile in ("smoke", "default"):
+        params = load_params(profile)
+        table = R.schedule_from_params(params.schedule, params.pretrain.global_batch)
+        assert table(0) > 0 and table(params.pretrain.steps) > 0
+
+
+def test_inconsistent_schedules_are_refused() -> None:
+    with pytest.raises(ValueError, match="must end before the first decay"):
+        R.pretrain_schedule(warmup_steps=200, decay_steps=100)
+    with pytest.raises(ValueError, match="boundaries must increase"):
+        R.Schedule((5, 3), (1.0, 0.5, 0.1))
