@@ -28,6 +28,7 @@ from mlimages.distributed import WorkerInfo, cluster_from_environment
 from mlimages.progress import quiet
 
 LossKind = Literal["multilabel", "softmax"]
+MODEL_FILE = "model.keras"  # a finished run's model: what evaluation, tagging and fine-tuning load
 
 
 @dataclass
@@ -214,6 +215,8 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
     log.close()
     if not worker.is_chief:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    elif current >= task.steps:
+        save_model(model, task.out / MODEL_FILE)
     result = {
         "steps": current,
         "requested_steps": task.steps,
@@ -221,6 +224,7 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
         "replicas": replicas,
         "final_loss": final_loss,
         "checkpoint": manager.latest_checkpoint,
+        "model": str(task.out / MODEL_FILE) if current >= task.steps else None,
         "resumed_from_step": resumed_from,
         "epochs": current / task.epoch_steps if task.epoch_steps else None,
         "stopped_early": stopped_early,
@@ -229,6 +233,14 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
     if worker.is_chief:
         write_json_atomic(task.out / "metrics.json", result)
     return result
+
+
+def save_model(model, path: Path) -> Path:
+    """Save a whole Keras model, atomically (Keras insists on the .keras suffix)."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _tf_variable(variable):
