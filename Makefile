@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= default
 KERNEL := mlimages
 
-.PHONY: study test lint lab bench gpu clean
+.PHONY: study test horovod-env test-horovod lint lab bench gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,34 @@ lint: $(STAMP)
 test: $(STAMP) lint  ## unit tests, then every notebook on the smoke profile through nbval
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=900
 	MLIMAGES_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --timeout=900 -p no:cacheprovider notebooks/
+
+# Horovod's last release (0.28.1) is source-only and compiles against TensorFlow <= 2.13 only
+# (Keras 2): its own venv, CPU, Gloo, no MPI (DESIGN §6). numpy is pinned with TensorFlow in one
+# command because TF 2.13 needs numpy <= 1.24.3.
+HVD_VENV := .venv-horovod
+HVD_BIN := $(HVD_VENV)/bin
+HVD_STAMP := $(HVD_VENV)/.installed-stamp
+PYTHON_HOROVOD ?= python3.11
+HVD_FLAGS := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
+
+$(HVD_STAMP): pyproject.toml
+	test -x $(HVD_BIN)/python || $(PYTHON_HOROVOD) -m venv $(HVD_VENV)
+	$(HVD_BIN)/python -m pip install --quiet --upgrade pip
+	$(HVD_BIN)/python -m pip install --quiet 'tensorflow-cpu==2.13.1' 'numpy==1.24.3' \
+		'setuptools<70' wheel 'cmake>=3.13' packaging psutil pyyaml cloudpickle
+	$(HVD_FLAGS) $(HVD_BIN)/python -m pip install --quiet --no-build-isolation --no-cache-dir \
+		'horovod==0.28.1'
+	$(HVD_BIN)/python -m pip install --quiet --no-deps -e .
+	$(HVD_BIN)/python -m pip install --quiet 'numpy==1.24.3' 'pandas>=2.0,<2.1' 'pydantic>=2.5' \
+		'pyyaml>=6' 'tqdm>=4.66' 'pillow>=10' 'google-crc32c>=1.5' 'pytest>=8' 'pytest-timeout>=2.3'
+	$(HVD_BIN)/horovodrun --check-build
+	touch $(HVD_STAMP)
+
+horovod-env: $(HVD_STAMP)  ## the Horovod backend's environment (TF 2.13 CPU, Gloo); ~4 min once
+
+test-horovod: $(HVD_STAMP)  ## two Horovod workers (Gloo) train, checkpoint, resume after kill -9
+	$(HVD_BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider tests/horovod
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,lab]'

@@ -1,9 +1,10 @@
 """ML-Images label lists: parsing, a compact CSR table, and the statistics built on it.
 
 A label list has one image per line, ``key<whitespace>idx:conf idx:conf ...``; ``idx`` without
-``:conf`` means confidence 1.0. The full training list has 17.6M lines, so parsing runs on
-numpy over chunks of lines and keeps a plain per-line parser as the reference for anything the
-vectorised path does not recognise (and for precise error messages).
+``:conf`` means confidence 1.0. The full training list has 17.6M lines, so parsing runs over
+chunks of lines on a fast path: a byte scanner compiled by numba for large files (where numba
+is installed), vectorised numpy otherwise. A plain per-line parser stays the reference for
+anything the fast path does not recognise, and the only source of error messages.
 """
 
 from __future__ import annotations
@@ -207,9 +208,18 @@ class LabelTable:
     def _label_spans(self) -> Iterator[tuple[int, int]]:
         return _spans(self.indptr + np.arange(len(self.indptr)), _LABEL_BUDGET)
 
-    def _kind_codes(self) -> np.ndarray:
-        """Per-key kind (index into ``_KINDS``), read from each key's first 16 bytes."""
+    def _kind_codes(self, compiled: bool | None = None) -> np.ndarray:
+        """Per-key kind (index into ``_KINDS``), read from each key's first 16 bytes.
+
+        Large tables use the compiled ``_key_kind_codes`` where numba is installed.
+        """
         codes = np.zeros(len(self), dtype=np.int8)
+        if compiled is None:
+            compiled = len(self) >= _COMPILED_MIN_ROWS
+        kernel = _compiled("_key_kind_codes") if compiled else None
+        if kernel is not None:
+            kernel(self.key_bytes, self.key_offsets, codes)
+            return codes
         for r0, r1 in _spans(self.key_offsets, _PIECE_BYTES):
             o0, o1 = int(self.key_offsets[r0]), int(self.key_offsets[r1])
             buf = np.zeros((o1 - o0 + _PAD_BYTES) // 8 * 8, dtype=np.uint8)
@@ -510,6 +520,10 @@ _POW10 = 10.0 ** np.arange(9)
 _SLICE_BYTES = 1 << 20
 _PIECE_BYTES = 1 << 20
 _PAD_BYTES = 32  # readable bytes after a chunk, for the 3-word gathers
+# Files from this size on use the compiled scanner: below it the numpy path is done before
+# numba would have loaded (~0.6 s) and it keeps small reads (tests, CLI) free of numba.
+_COMPILED_MIN_BYTES = 1 << 26
+_COMPILED_MIN_ROWS = 1 << 19  # the same for tables (~65 MiB of ML-Images lines)
 
 
 def _head_words(
@@ -719,18 +733,153 @@ def _slice_bounds(buf: np.ndarray, start: int, stop: int) -> list[int]:
 class _ThreadVocabulary(threading.local):
     """One ``_Vocabulary`` per worker thread: lookups and inserts then need no locking."""
 
-    def __init__(self, num_classes: int | None) -> None:
-        self.vocab = _Vocabulary(num_classes)
+    def __init__(self, num_classes: int | None, bits: int = 18) -> None:
+        self.vocab = _Vocabulary(num_classes, bits)
+
+
+class _Scratch(threading.local):
+    """One thread's output arrays for the compiled scanner, reused from slice to slice.
+
+    Fresh memory costs page faults, and a slice's output stays in cache until it is copied to
+    the table. A row or a label takes at least two bytes of input, hence the sizes.
+    """
+
+    def __init__(self) -> None:
+        self.capacity = -1
+
+    def fit(self, size: int) -> _Scratch:
+        if size > self.capacity:
+            self.capacity = max(size, _SLICE_BYTES + (_SLICE_BYTES >> 2), 2 * self.capacity)
+            half = self.capacity // 2 + 1
+            self.keys = np.empty(self.capacity, np.uint8)
+            self.key_lengths = np.empty(half, np.int64)
+            self.counts = np.empty(half, np.int64)
+            self.indices = np.empty(half, np.int32)
+            self.confidences = np.empty(half, np.float32)
+        return self
+
+
+class _FastState:
+    """What the fast path keeps across the chunks of one read.
+
+    ``compiled`` selects the numba scanner (``_scan_lines``) where numba is installed; otherwise
+    the numpy path runs, with one token vocabulary per thread.
+    """
+
+    def __init__(self, num_classes: int | None, compiled: bool, vocab_bits: int = 18) -> None:
+        self.top = _INT32_MAX if num_classes is None else num_classes - 1
+        self.scan = _compiled("_scan_lines") if compiled else None
+        self.vocabs = _ThreadVocabulary(num_classes, vocab_bits)
+        self.scratch = _Scratch()
+
+
+def _parse_chunk(
+    buf: np.ndarray,
+    start: int,
+    stop: int,
+    state: _FastState,
+    table: _TableBuilder,
+    pmap: Any = map,
+) -> bool:
+    """Parse ``buf[start:stop]`` (whole lines, the last ending in a newline) onto ``table``.
+
+    False means "not sure" (``table`` is then as before): the caller runs the reference parser.
+    ``pmap`` may run the ~1 MiB slices in threads: the compiled scanner releases the GIL, and
+    numpy does inside each operation.
+    """
+    if state.scan is None:
+        parts = _parse_fast(buf, start, stop, state.vocabs, pmap)
+        if parts is None:
+            return False
+        table.add_all(parts, pmap)
+        return True
+    bounds = _slice_bounds(buf, start, stop)
+    mark = table.mark()
+    table.make_room(stop - start)  # so that no column moves while slices are copied in
+    turns = _Turns()
+    ok = all(
+        pmap(
+            lambda k, lo, hi: _scan_slice(buf, lo, hi, state, table, turns, k),
+            range(len(bounds) - 1),
+            bounds[:-1],
+            bounds[1:],
+        )
+    )
+    if not ok:
+        table.rollback(mark)
+    return ok
+
+
+class _Turns:
+    """Lets slice k take its place in the table after slices 0..k-1, whichever thread runs it."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.next = 0
+        self.failed = False
+
+    @contextlib.contextmanager
+    def turn(self, k: int) -> Iterator[None]:
+        with self.cond:
+            self.cond.wait_for(lambda: self.next == k)
+            try:
+                yield
+            finally:
+                self.next += 1
+                self.cond.notify_all()
+
+
+def _scan_slice(
+    buf: np.ndarray,
+    start: int,
+    stop: int,
+    state: _FastState,
+    table: _TableBuilder,
+    turns: _Turns,
+    k: int,
+) -> bool:
+    """Scan one slice into this thread's scratch, then copy it to its place in ``table``."""
+    try:
+        s = state.scratch.fit(stop - start)
+        status, rows, key_bytes, labels, unique, ascii_only = state.scan(
+            buf,
+            start,
+            stop,
+            state.top,
+            _POW10_EXACT,
+            s.keys,
+            s.key_lengths,
+            s.counts,
+            s.indices,
+            s.confidences,
+        )
+        ok = status == 0
+        if ok and not ascii_only:  # keys must be UTF-8; checking whole lines is exact: the
+            try:  # separators are ASCII, so no multi-byte sequence spans two tokens
+                buf[start:stop].tobytes().decode("utf-8")
+            except UnicodeDecodeError:
+                ok = False
+    except BaseException:
+        with turns.turn(k):  # later slices wait for this one's turn
+            turns.failed = True
+        raise
+    with turns.turn(k):
+        turns.failed |= not ok
+        if turns.failed:
+            return False
+        at = table.claim(key_bytes, rows, labels, bool(unique))
+    table.key_bytes.data[at[0] : at[0] + key_bytes] = s.keys[:key_bytes]
+    table.key_offsets.data[at[1] : at[1] + rows] = s.key_lengths[:rows]
+    table.indptr.data[at[1] : at[1] + rows] = s.counts[:rows]
+    table.indices.data[at[2] : at[2] + labels] = s.indices[:labels]
+    table.confidences.data[at[2] : at[2] + labels] = s.confidences[:labels]
+    return True
 
 
 def _parse_fast(
     buf: np.ndarray, start: int, stop: int, vocabs: _ThreadVocabulary, pmap: Any = map
 ) -> list[_Parsed] | None:
-    """Vectorised parse of ``buf[start:stop]`` (whole lines, the last ending in a newline).
-
-    ``pmap`` may run the slices in threads: numpy releases the GIL inside each operation, and
-    ~1 MiB slices make that worth ~1.6x on two idle cores (nothing on a busy machine).
-    """
+    """Vectorised (numpy) parse of ``buf[start:stop]``; None means "not sure"."""
     chunk = buf[start:stop]
     if chunk.max(initial=0) >= 0x80:
         try:
@@ -743,6 +892,171 @@ def _parse_fast(
         pmap(lambda lo, hi: _parse_slice(buf, words, lo, hi, vocabs.vocab), bounds[:-1], bounds[1:])
     )
     return None if any(p is None for p in parts) else parts
+
+
+# Compiled scanner: plain Python here, compiled by numba on first use (``_compiled``) and cached
+# on disk. It accepts exactly what ``_parse_slow`` accepts, except exponents and confidences
+# with more than 15 significant or 22 fractional digits, which it hands over (status 1) like
+# every malformed line, so the reference parser stays the only source of errors.
+_POW10_EXACT = 10.0 ** np.arange(23)  # exact doubles
+
+
+def _scan_lines(buf, start, stop, top, pow10, keys, key_lengths, counts, indices, confidences):
+    """Parse ``buf[start:stop]`` (whole lines, ``buf[stop - 1]`` a newline) into the outputs.
+
+    Returns ``(status, rows, key bytes, labels, unique rows, keys all ASCII)``; status 1
+    means "not sure": use the reference parser.
+    """
+    i = start
+    rows = 0
+    n_key = 0
+    n_lab = 0
+    unique = 1
+    high = 0
+    while i < stop:
+        c = buf[i]
+        if c == 32 or (c >= 9 and c <= 13):  # a blank line, or an error for the slow path
+            while c != 10:
+                if not (c == 32 or (c >= 9 and c <= 13)):
+                    return 1, rows, n_key, n_lab, unique, high < 128
+                i += 1
+                c = buf[i]
+            i += 1
+            continue
+        k0 = n_key
+        while not (c == 32 or (c >= 9 and c <= 13)):
+            keys[n_key] = c
+            high |= c
+            n_key += 1
+            i += 1
+            c = buf[i]
+        key_lengths[rows] = n_key - k0
+        row0 = n_lab
+        while c != 10:
+            if c == 32 or (c >= 9 and c <= 13):
+                i += 1
+                c = buf[i]
+                continue
+            value = 0
+            digits = 0
+            while c >= 48 and c <= 57:
+                value = value * 10 + (c - 48)
+                if value > top:
+                    return 1, rows, n_key, n_lab, unique, high < 128
+                digits += 1
+                i += 1
+                c = buf[i]
+            if digits == 0:
+                return 1, rows, n_key, n_lab, unique, high < 128
+            conf = 1.0
+            if c == 58:  # ":"
+                i += 1
+                c = buf[i]
+                mantissa = 0
+                significant = 0
+                fraction = 0
+                digits = 0
+                dot = False
+                while True:
+                    if c >= 48 and c <= 57:
+                        if mantissa or c != 48:
+                            significant += 1
+                        mantissa = mantissa * 10 + (c - 48)
+                        digits += 1
+                        if dot:
+                            fraction += 1
+                    elif c == 46 and not dot:
+                        dot = True
+                    else:
+                        break
+                    i += 1
+                    c = buf[i]
+                if digits == 0 or significant > 15 or fraction > 22:
+                    return 1, rows, n_key, n_lab, unique, high < 128
+                # mantissa < 2**53 and 10**fraction are exact, so this rounds like float(text)
+                conf = mantissa / pow10[fraction]
+                if conf > 1.0:
+                    return 1, rows, n_key, n_lab, unique, high < 128
+            if not (c == 32 or (c >= 9 and c <= 13)):
+                return 1, rows, n_key, n_lab, unique, high < 128
+            indices[n_lab] = value
+            confidences[n_lab] = conf
+            n_lab += 1
+        i += 1
+        count = n_lab - row0
+        counts[rows] = count
+        rows += 1
+        if unique and count > 1:
+            if count <= 32:
+                for a in range(row0 + 1, n_lab):
+                    for b in range(row0, a):
+                        if indices[a] == indices[b]:
+                            unique = 0
+            else:
+                ordered = np.sort(indices[row0:n_lab])
+                for a in range(1, count):
+                    if ordered[a] == ordered[a - 1]:
+                        unique = 0
+    return 0, rows, n_key, n_lab, unique, high < 128
+
+
+def _key_kind_codes(key_bytes, key_offsets, codes):
+    """``LabelTable._kind_codes`` key by key: 1 for a URL, 2 for an ImageNet id, else 0."""
+    head = np.zeros(18, np.uint8)  # a key's first 16 bytes, zero past its end
+    for r in range(len(codes)):
+        a = key_offsets[r]
+        n = key_offsets[r + 1] - a
+        for j in range(16):
+            head[j] = key_bytes[a + j] if j < n else 0
+        lower = head[0] | 0x20
+        if lower >= 97 and lower <= 122:  # a letter, then a scheme up to the first other byte
+            q = 1
+            while q < 16:
+                c = head[q]
+                lower = c | 0x20
+                if not (
+                    (lower >= 97 and lower <= 122)
+                    or (c >= 48 and c <= 57)
+                    or c == 43
+                    or c == 45
+                    or c == 46
+                ):
+                    break
+                q += 1
+            if q <= 13 and head[q] == 58 and head[q + 1] == 47 and head[q + 2] == 47:
+                codes[r] = 1
+                continue
+        if n >= 11 and head[0] == 110 and head[9] == 47:  # "n", 8 digits, "/", a name
+            ok = True
+            for j in range(1, 9):
+                if head[j] < 48 or head[j] > 57:
+                    ok = False
+            for j in range(a + 10, a + n):
+                if key_bytes[j] == 47:
+                    ok = False
+            if ok:
+                codes[r] = 2
+    return codes
+
+
+_COMPILED: dict[str, Any] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled(name: str) -> Any:
+    """The numba build of the module function ``name``, or None where numba is unavailable."""
+    with _COMPILED_LOCK:
+        if name not in _COMPILED:
+            try:
+                import numba
+            except ImportError:
+                _COMPILED[name] = None
+            else:
+                try:  # cached next to this file, or in a user cache where that is read-only
+                    _COMPILED[name] = numba.njit(nogil=True, cache=True)(globals()[name])
+                except RuntimeError:  # no writable cache location at all
+                    _COMPILED[name] = numba.njit(nogil=True)(globals()[name])
+        return _COMPILED[name]
 
 
 def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | None) -> _Parsed:
@@ -799,10 +1113,11 @@ def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | N
 
 
 class _Column:
-    """Append-only array grown in place (realloc), so each output byte is written once.
+    """Append-only array, so each output byte is written once.
 
     Fresh memory is expensive (page faults), and concatenating per-slice pieces at the end
-    would touch every output byte twice.
+    would touch every output byte twice. Growing allocates anew rather than ``resize``, which
+    would zero the new part first (one more pass) and loses numpy's huge-page advice.
     """
 
     def __init__(self, dtype: type) -> None:
@@ -811,17 +1126,24 @@ class _Column:
 
     def reserve(self, capacity: int) -> None:
         if capacity > len(self.data):
-            self.data.resize(capacity, refcheck=False)
+            grown = np.empty(capacity, dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
 
-    def append(self, values: np.ndarray) -> None:
-        end = self.size + len(values)
+    def extend(self, length: int) -> int:
+        """Make room for ``length`` more values; returns where they go."""
+        at, end = self.size, self.size + length
         if end > len(self.data):
             self.reserve(max(end, 2 * len(self.data)))
-        self.data[self.size : end] = values
         self.size = end
+        return at
+
+    def append(self, values: np.ndarray) -> None:
+        at = self.extend(len(values))
+        self.data[at : self.size] = values
 
     def take(self) -> np.ndarray:
-        self.data.resize(self.size, refcheck=False)
+        self.data.resize(self.size, refcheck=False)  # shrinking: no copy, no fill
         return self.data
 
 
@@ -838,24 +1160,59 @@ class _TableBuilder:
         self.indptr.append(np.zeros(1, np.int64))
         self.unique_rows = True
 
-    def add(self, part: _Parsed) -> None:
-        self.key_bytes.append(part.key_bytes)
-        self.key_offsets.append(part.key_lengths)
-        self.indptr.append(part.counts)
-        self.indices.append(part.indices)
-        self.confidences.append(part.confidences)
-        self.unique_rows &= part.unique_rows
+    def _columns(self) -> tuple[_Column, ...]:
+        return (self.key_bytes, self.key_offsets, self.indptr, self.indices, self.confidences)
 
-    def reserve(self, scale: float) -> None:
-        """Size every column for ``scale`` times its content (the expected final size)."""
-        for column in (
-            self.key_bytes,
-            self.key_offsets,
-            self.indptr,
-            self.indices,
-            self.confidences,
-        ):
-            column.reserve(int(column.size * scale) + 4096)
+    def add(self, part: _Parsed) -> None:
+        self.add_all([part])
+
+    def add_all(self, parts: list[_Parsed], pmap: Any = map) -> None:
+        """Append ``parts`` in order; ``pmap`` may copy them in threads (numpy drops the GIL),
+        which spreads the page faults of fresh output memory over the cores."""
+        fields = ("key_bytes", "key_lengths", "counts", "indices", "confidences")
+        jobs: list[list[tuple[np.ndarray, int, np.ndarray]]] = [[] for _ in parts]
+        for column, field in zip(self._columns(), fields, strict=True):
+            values = [getattr(part, field) for part in parts]
+            starts = [column.extend(len(v)) for v in values]  # may move column.data
+            for job, at, v in zip(jobs, starts, values, strict=True):
+                job.append((column.data, at, v))
+        for part in parts:
+            self.unique_rows &= part.unique_rows
+        list(pmap(_copy_all, jobs))
+
+    def reserve(self, scale: float, extra_bytes: int = 0) -> None:
+        """Size every column for ``scale`` times its content (the expected final size), plus
+        room for any ``extra_bytes`` of input (memory not written to costs nothing)."""
+        for column, bound in zip(self._columns(), self._bounds(extra_bytes), strict=True):
+            column.reserve(int(column.size * scale) + bound + 4096)
+
+    @staticmethod
+    def _bounds(nbytes: int) -> tuple[int, ...]:
+        """Most values ``nbytes`` of input can add to each column (a row or label takes 2)."""
+        half = nbytes // 2 + 1
+        return (nbytes, half, half, half, half)
+
+    def make_room(self, nbytes: int) -> None:
+        for column, bound in zip(self._columns(), self._bounds(nbytes), strict=True):
+            if column.size + bound > len(column.data):
+                column.reserve(max(column.size + bound, 2 * len(column.data)))
+
+    def mark(self) -> tuple[Any, ...]:
+        return (*(column.size for column in self._columns()), self.unique_rows)
+
+    def rollback(self, mark: tuple[Any, ...]) -> None:
+        for column, size in zip(self._columns(), mark, strict=False):
+            column.size = size
+        self.unique_rows = mark[-1]
+
+    def claim(self, key_bytes: int, rows: int, labels: int, unique: bool) -> tuple[int, int, int]:
+        """Places for one slice's values (after ``make_room``, so no column moves)."""
+        at = (self.key_bytes.size, self.key_offsets.size, self.indices.size)
+        for column, n in zip(self._columns(), (key_bytes, rows, rows, labels, labels), strict=True):
+            column.size += n
+            assert column.size <= len(column.data)
+        self.unique_rows &= unique
+        return at
 
     def build(self, source: str) -> LabelTable:
         key_offsets, indptr = self.key_offsets.take(), self.indptr.take()
@@ -871,16 +1228,23 @@ class _TableBuilder:
         return table
 
 
-def _line_end(data: np.ndarray, lines: int) -> int:
-    """Offset just past the ``lines``-th newline in ``data``, or -1 if there are fewer."""
+def _copy_all(jobs: list[tuple[np.ndarray, int, np.ndarray]]) -> None:
+    for dst, at, values in jobs:
+        dst[at : at + len(values)] = values
+
+
+def _line_end(data: np.ndarray, lines: int) -> tuple[int, int]:
+    """Offset just past the ``lines``-th newline in ``data`` and ``lines``, or -1 and the number
+    of newlines in ``data`` if there are fewer."""
     is_newline = np.empty(min(len(data), _PIECE_BYTES), dtype=bool)  # reused: no page faults
+    seen = 0
     for lo in range(0, len(data), _PIECE_BYTES):
         piece = np.equal(data[lo : lo + _PIECE_BYTES], ord("\n"), out=is_newline[: len(data) - lo])
         hits = int(np.count_nonzero(piece))
-        if hits >= lines:
-            return lo + int(np.flatnonzero(piece)[lines - 1]) + 1
-        lines -= hits
-    return -1
+        if seen + hits >= lines:
+            return lo + int(np.flatnonzero(piece)[lines - seen - 1]) + 1, lines
+        seen += hits
+    return -1, seen
 
 
 def _iter_chunks(
@@ -888,32 +1252,36 @@ def _iter_chunks(
 ) -> Iterator[tuple[np.ndarray, int, int, int]]:
     """Yield ``(buf, start, stop, first_line)``: ``chunk_lines`` whole lines in ``buf[start:stop]``.
 
-    One reused buffer, so no chunk-sized allocations (page faults cost more than parsing here).
-    ``buf[stop]`` is a newline when the file's last line lacks one; ``_PAD_BYTES`` follow it.
-    The buffer is overwritten by the next iteration.
+    One reused buffer, so no chunk-sized allocations (page faults cost more than parsing here),
+    filled ``_PIECE_BYTES`` at a time so that little is left to move to its front after a chunk;
+    each byte is searched for newlines once. ``buf[stop]`` is a newline when the file's last
+    line lacks one; ``_PAD_BYTES`` follow it. The buffer is overwritten by the next iteration.
     """
     buf = np.empty(_PIECE_BYTES + _PAD_BYTES, dtype=np.uint8)
-    start = size = 0
+    start = scanned = size = seen = 0  # buf[start:size] unread; buf[start:scanned]: `seen` lines
     line, at_eof, at_start = 1, False, True
     while True:
-        end = _line_end(buf[start:size], chunk_lines)
+        end, hits = _line_end(buf[scanned:size], chunk_lines - seen)
         if end < 0 and not at_eof:
-            size -= start
-            buf[:size] = buf[start : start + size]
-            start = 0
-            if len(buf) - _PAD_BYTES - size < max(size, _PIECE_BYTES) // 2:
-                grown = np.empty(2 * len(buf), dtype=np.uint8)
-                grown[:size] = buf[:size]
-                buf = grown
-            n = f.readinto(memoryview(buf)[size : len(buf) - _PAD_BYTES])
+            seen, scanned = seen + hits, size
+            if len(buf) - _PAD_BYTES - size < _PIECE_BYTES:
+                if start:
+                    buf[: size - start] = buf[start:size]
+                    size, scanned, start = size - start, scanned - start, 0
+                if len(buf) - _PAD_BYTES - size < _PIECE_BYTES:
+                    grown = np.empty(2 * len(buf), dtype=np.uint8)
+                    grown[:size] = buf[:size]
+                    buf = grown
+            n = f.readinto(memoryview(buf)[size : size + _PIECE_BYTES])
             on_read(n)
             at_eof = n == 0
             size += n
             if at_start and size >= 3:
                 at_start = False
                 start = 3 if buf[:3].tobytes() == _BOM else 0
+                scanned = max(scanned, start)
             continue
-        stop = start + end if end >= 0 else size
+        stop = scanned + end if end >= 0 else size
         if stop > start:
             if buf[stop - 1] != ord("\n"):
                 buf[stop] = ord("\n")  # the file's last line; buf[stop] is padding here
@@ -921,7 +1289,8 @@ def _iter_chunks(
         if end < 0:
             return
         line += chunk_lines
-        start = stop
+        start = scanned = stop
+        seen = 0
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -953,8 +1322,8 @@ def read_label_list(
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "label list not found", source) from None
     table = _TableBuilder()
-    vocabs = _ThreadVocabulary(num_classes)
     size, first_chunk = os.fstat(f.fileno()).st_size, True
+    state = _FastState(num_classes, compiled=size >= _COMPILED_MIN_BYTES)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(1, min(workers or 1, 8))
     with (
@@ -970,14 +1339,12 @@ def read_label_list(
     ):
         for buf, start, stop, first_line in _iter_chunks(f, chunk_lines, bar.update):
             term = stop + (buf[stop - 1] != ord("\n"))
-            fast = _parse_fast(buf, start, term, vocabs, pool.map if workers > 1 else map)
-            if fast is None:
+            pmap = pool.map if workers > 1 else map
+            if not _parse_chunk(buf, start, term, state, table, pmap):
                 chunk = buf[start:stop].tobytes()
-                fast = [_parse_slow(chunk, first_line, source, num_classes)]
-            for part in fast:
-                table.add(part)
+                table.add_all([_parse_slow(chunk, first_line, source, num_classes)], pmap)
             if first_chunk and size > stop - start:  # one resize instead of doubling as we go
-                table.reserve(1.05 * size / (stop - start))
+                table.reserve(1.05 * size / (stop - start), extra_bytes=stop - start)
             first_chunk = False
     return table.build(source)
 

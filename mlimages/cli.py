@@ -290,15 +290,23 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
-    from mlimages import pretrain
+    from mlimages import horovod_backend, pretrain
     from mlimages.distributed import WORKER_ENV, launch_local_workers
     from mlimages.params import load_params, parse_override
 
     overrides = dict(parse_override(o) for o in args.overrides)
+    if args.backend:
+        overrides["pretrain.backend"] = args.backend  # recorded in params.yaml, passed to workers
     params = load_params(args.params, overrides)
     workers = args.workers or params.pretrain.workers
     out = Path(args.out) if args.out else params.stage_dir(pretrain.STAGE)
-    if workers > 1 and WORKER_ENV not in os.environ:
+    horovod = params.pretrain.backend == "horovod"
+    if horovod and not horovod_backend.launched_by_horovodrun():
+        # horovodrun starts the workers (Gloo), even one, with Horovod's Python (.venv-horovod).
+        argv = pretrain.command(args.params, overrides, out, workers)
+        _emit(horovod_backend.launch(argv, workers, out), args.json)
+        return
+    if not horovod and workers > 1 and WORKER_ENV not in os.environ:
         # One process a worker on loopback, each with its TF_CONFIG: the multi-node code path.
         argv = pretrain.command(args.params, overrides, out, workers)
         done = launch_local_workers(argv, workers, out / "workers")
@@ -307,6 +315,155 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         print(done.stdout.strip())
         return
     _emit(pretrain.run_pretrain_stage(params, out), args.json)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from mlimages import finetune
+    from mlimages.params import load_params
+
+    params = load_params(args.params, args.overrides)
+    _emit(finetune.run_finetune_stage(params, args.ckpt, args.seed), args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from mlimages import report
+    from mlimages.params import load_params
+
+    params = load_params(args.params, args.overrides)
+    _emit(report.run_report_stage(params), args.json, lambda r: f"{r['out']}\n{r['summary']}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from mlimages import plan
+
+    if args.paper:
+        run = plan.paper_run(args.price, args.mbit_per_s or 1000.0)
+        arithmetic = plan.paper_arithmetic()
+        _emit(
+            {"plan": run.as_dict(), "arithmetic": arithmetic},
+            args.json,
+            lambda r: "\n".join(r["arithmetic"]),
+        )
+        return
+    if args.images is None:  # a profile's own pretraining, as `mlimages study` would run it
+        from mlimages.params import load_params
+
+        params = load_params(args.params, args.overrides)
+        _emit(plan.profile_plan(params, args.gpu, args.gpus or 1).as_dict(), args.json)
+        return
+    if args.epochs is None:
+        raise ValueError("--images needs --epochs")
+    per_image = args.bytes_per_image
+    original = args.bytes_per_original
+    if args.download_metrics:
+        measured = plan.measured_bytes(args.download_metrics)
+        per_image = per_image or measured.stored_per_image
+        original = original or measured.original_per_image
+    result = plan.plan(
+        args.images,
+        args.epochs,
+        depth=args.depth,
+        blocks=args.blocks,
+        width=args.width,
+        image_size=args.image_size,
+        num_classes=args.num_classes,
+        gpu=args.gpu or "A100-80GB",
+        gpus=args.gpus or 1,
+        images_per_s=args.images_per_s,
+        scaling=args.scaling,
+        bytes_per_image=per_image,
+        max_side=args.max_side,
+        bytes_per_original=original or plan.ORIGINAL_BYTES,
+        download_mbit_per_s=args.mbit_per_s or 1000.0,
+        price_per_gpu_hour=args.price,
+    )
+    _emit(result.as_dict(), args.json)
+
+
+def _checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ckpt", required=True, help="run folder, .keras file, or authors' TF1 checkpoint prefix"
+    )
+    parser.add_argument("--depth", type=int, help="TF1 only: 50/101/152 (default: read from it)")
+    parser.add_argument("--num-classes", type=int, help="TF1 only (default: read from it)")
+    parser.add_argument("--blocks", type=int, nargs=4, metavar="N", help="TF1 only")
+    parser.add_argument("--width", type=int, help="TF1 only (default: read from it)")
+    parser.add_argument("--image-size", type=int, help="default: the model's, else 224")
+    parser.add_argument("--batch", type=int, default=32, help="images a forward pass")
+
+
+def _architecture(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "depth": args.depth,
+        "num_classes": args.num_classes,
+        "blocks": args.blocks,
+        "width": args.width,
+    }
+
+
+def cmd_metrics(args: argparse.Namespace) -> None:
+    from mlimages.metrics import NpySource, multilabel_metrics
+
+    source = NpySource(args.scores, args.labels)
+    result = multilabel_metrics(source, (args.k,), args.threshold, args.score_threshold)
+    summary = result.summary()
+    at_k = {f"{m}_at_k": summary.pop(f"{m}_at_{args.k}") for m in result.instance[args.k]}
+    _emit({"k": args.k, **at_k, **summary}, args.json)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from mlimages import evaluate
+    from mlimages.params import load_params
+
+    params = load_params(args.params, args.overrides)
+    if args.ckpt is None:
+        summary = evaluate.run_evaluate_stage(params)["summary"]
+    else:
+        if args.out is None:
+            raise ValueError("--ckpt needs --out (a folder for its metrics.json and tables)")
+        summary = evaluate.evaluate_checkpoint(
+            params, args.ckpt, args.out, args.split, args.image_size, args.sizes
+        )
+    _emit(summary, args.json)
+
+
+def cmd_tag(args: argparse.Namespace) -> None:
+    from mlimages import tagging
+
+    dictionary = args.dictionary
+    if dictionary is None:
+        from mlimages.evaluate import profile_dictionary
+        from mlimages.params import load_params
+
+        dictionary = profile_dictionary(load_params(args.params, args.overrides))
+        if dictionary is None:
+            raise ValueError(f"profile {args.params} names no dictionary; pass --dictionary")
+    tags = tagging.run_tagging(
+        args.images, args.ckpt, dictionary, args.top_k, args.leaves_only, args.threshold,
+        args.image_size, args.batch, **_architecture(args),
+    )  # fmt: skip
+
+    def text(entries: list[dict[str, Any]]) -> str:
+        lines = []
+        for entry in entries:
+            lines.append(entry["image"])
+            lines += [
+                f"  {t['score']:.4f}  {t['name']} ({t['wnid']}, {t['index']})"
+                for t in entry["tags"]
+            ]
+        return "\n".join(lines)
+
+    _emit(tags, args.json, text)
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from mlimages.features import run_features
+
+    result = run_features(
+        args.inputs, args.ckpt, args.out, args.image_size, args.ten_crop, args.batch,
+        **_architecture(args),
+    )  # fmt: skip
+    _emit(result, args.json, lambda r: f"{r['out']}: {r['shape'][0]} x {r['shape'][1]}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -435,9 +592,89 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("pretrain", help="multi-label pretraining (notebook 04)")
     _profile_args(p)
     p.add_argument("--workers", type=int, help="local worker processes (default: pretrain.workers)")
+    p.add_argument(
+        "--backend", choices=["tf", "horovod"], help="default: pretrain.backend (tf.distribute)"
+    )
     p.add_argument("--out", help="run folder (default: runs/<profile>/pretrain)")
     _json_arg(p)
     p.set_defaults(func=cmd_pretrain)
+
+    p = verbs.add_parser("finetune", help="fine-tune checkpoint 1..5 on the target (notebook 05)")
+    _profile_args(p)
+    p.add_argument("--ckpt", type=int, help="checkpoint setting (default: finetune.ckpt)")
+    p.add_argument("--seed", type=int, action="append", help="repeatable (default: finetune.seeds)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = verbs.add_parser("report", help="paper vs ours: tables, figures, publishing (notebook 07)")
+    _profile_args(p)
+    _json_arg(p)
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser("plan", help="disk, download time, GPU-hours, wall time and cost of a run")
+    _profile_args(p)
+    p.add_argument("--paper", action="store_true", help="the paper's run, with the arithmetic")
+    p.add_argument("--images", type=int, help="training images (omit: plan the --params profile)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--depth", type=int, default=101, help="50, 101 or 152 (default 101)")
+    p.add_argument("--blocks", type=int, nargs=4, metavar="N", help="overrides --depth")
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=11166)
+    p.add_argument("--gpu", help="a GPU of mlimages.plan.GPUS (default: A100-80GB)")
+    p.add_argument("--gpus", type=int, help="GPU count (default 1)")
+    p.add_argument("--images-per-s", type=float, help="measured training rate a GPU")
+    p.add_argument("--scaling", type=float, help="multi-GPU efficiency (default: the table's)")
+    p.add_argument("--bytes-per-image", type=float, help="stored bytes an image")
+    p.add_argument("--max-side", type=int, default=320, help="for the stored-size estimate")
+    p.add_argument("--download-metrics", help="a download stage's metrics.json (measured bytes)")
+    p.add_argument("--bytes-per-original", type=float, help="default 2 MB")
+    p.add_argument("--mbit-per-s", type=float, help="download bandwidth (default 1000)")
+    p.add_argument("--price", type=float, help="USD a GPU-hour (no cost without it)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = verbs.add_parser("metrics", help="multi-label figures of saved scores and labels (.npy)")
+    p.add_argument("--scores", required=True, help="[images, classes] scores, .npy")
+    p.add_argument("--labels", required=True, help="[images, classes] labels or confidences, .npy")
+    p.add_argument("--k", type=int, required=True, help="top-k for the instance-level figures")
+    p.add_argument("--threshold", type=float, default=0.5, help="a label >= this is a positive")
+    p.add_argument(
+        "--score-threshold", type=float, default=0.5, help="class-level: predicted at >= this"
+    )
+    _json_arg(p)
+    p.set_defaults(func=cmd_metrics)
+
+    p = verbs.add_parser("evaluate", help="the paper's metrics on records (notebook 06)")
+    _profile_args(p)
+    p.add_argument("--ckpt", help="one checkpoint (default: the profile's whole stage)")
+    p.add_argument("--out", help="folder for --ckpt's metrics.json and tables")
+    p.add_argument("--split", help="records split (default: by the checkpoint's classes)")
+    p.add_argument("--image-size", type=int, help="multi-label size (default: the profile's)")
+    p.add_argument("--sizes", type=int, nargs="+", help="single-label sizes (default: finetune's)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = verbs.add_parser("tag", help="top tags of images over all classes of a checkpoint")
+    p.add_argument("images", nargs="+", help="images, or lists of image paths (one a line)")
+    _checkpoint_args(p)
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--leaves-only", action="store_true", help="only classes without children")
+    p.add_argument("--threshold", type=float, help="drop tags scoring below this")
+    p.add_argument("--dictionary", help="class names (default: the --params profile's)")
+    _profile_args(p)
+    _json_arg(p)
+    p.set_defaults(func=cmd_tag)
+
+    p = verbs.add_parser("features", help="pooled features of images into a .npy file")
+    p.add_argument("inputs", nargs="+", help="images, or lists of image paths (one a line)")
+    _checkpoint_args(p)
+    p.add_argument("--out", required=True, help="[images, dim] float32 .npy, rows in input order")
+    p.add_argument(
+        "--ten-crop", action="store_true", help="average 4 corners + centre and their mirrors"
+    )
+    _json_arg(p)
+    p.set_defaults(func=cmd_features)
     return parser
 
 

@@ -152,7 +152,7 @@ def weight_decay_loss(
     for layer in model.layers:
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
         for weight in layer.trainable_weights:
-            (bn if is_bn else plain).append(tf.nn.l2_loss(tf.cast(weight.value, tf.float32)))
+            (bn if is_bn else plain).append(tf.nn.l2_loss(tf.cast(weight, tf.float32)))
     total = rate * tf.add_n(plain) if plain else tf.constant(0.0)
     if bn_rate and bn:
         total += bn_rate * tf.add_n(bn)

@@ -103,7 +103,7 @@ def model_from_params(
     classes = params.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes is None and no class count was given")
-    return build_resnet(
+    model = build_resnet(
         classes,
         params.depth,
         blocks=params.blocks,
@@ -111,6 +111,16 @@ def model_from_params(
         image_size=image_size,
         dtype=dtype_policy(params.mixed_precision),
     )
+    set_bn_momentum(model, params.bn_momentum)
+    return model
+
+
+def set_bn_momentum(model: keras.Model, momentum: float) -> None:
+    """Keras reads `momentum` at every training call (and saves it in the config), so a
+    built model can take a profile's deviation from the authors' 0.997."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 def _bottleneck(

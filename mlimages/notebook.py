@@ -23,6 +23,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
     "download": {"progress": "download.progress"},
     "records": {"augment": "pipeline.augment"},
     "pretrain": {"workers": "pretrain.workers"},
+    "finetune": {"ckpt": "finetune.ckpt"},
 }
 
 

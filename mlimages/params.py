@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlimages.atomic import write_text_atomic
 
@@ -87,6 +95,9 @@ class PretrainParams(StrictModel):
     eval_images: int = Field(2000, ge=1, description="size of the held-out slice (val records)")
     workers: int = Field(1, ge=1, description="local worker processes on loopback")
     strategy: Literal["auto", "default", "mirrored", "multiworker"] = "auto"
+    backend: Literal["tf", "horovod"] = Field(
+        "tf", description="tf.distribute (strategy), or Horovod over Gloo (.venv-horovod)"
+    )
     max_seconds: float | None = Field(None, gt=0, description="stop after a checkpoint when over")
     progress: bool | None = None
 
@@ -101,6 +112,9 @@ class ModelParams(StrictModel):
     width: int = Field(64, ge=1, description="stem filters; stage outputs are 4/8/16/32 times it")
     num_classes: int | None = Field(None, ge=1, description="None: the dataset's class count")
     mixed_precision: bool | None = Field(None, description="None: on where a GPU is visible")
+    bn_momentum: float = Field(
+        0.997, gt=0, lt=1, description="moving-average momentum of batch norm (the authors')"
+    )
 
     @field_validator("blocks")
     @classmethod
@@ -218,6 +232,145 @@ class PipelineParams(StrictModel):
     throughput_images: int = Field(1024, ge=1, description="images timed in notebook 03")
 
 
+class CheckpointSetting(StrictModel):
+    """One row of the paper's fine-tuning table (DESIGN §3): how checkpoint `ckpt` is made."""
+
+    ckpt: int = Field(ge=1)
+    setting: str = Field(description="short text for tables, e.g. 'ML-Images -> target, base'")
+    pretrained: bool = Field(description="start from the pretraining run (or init_checkpoint)")
+    train_sizes: Literal["base", "large", "base_then_large"]
+    linear_probe: bool = Field(False, description="only the new logits layer trains")
+
+
+PAPER_CHECKPOINTS = (
+    CheckpointSetting(
+        ckpt=1, setting="target only, from scratch", pretrained=False, train_sizes="base"
+    ),
+    CheckpointSetting(
+        ckpt=2, setting="ML-Images -> target, base", pretrained=True, train_sizes="base"
+    ),
+    CheckpointSetting(
+        ckpt=3,
+        setting="ML-Images -> target, base then large",
+        pretrained=True,
+        train_sizes="base_then_large",
+    ),
+    CheckpointSetting(
+        ckpt=4, setting="ML-Images -> target, large", pretrained=True, train_sizes="large"
+    ),
+    CheckpointSetting(
+        ckpt=5,
+        setting="ML-Images frozen -> linear probe",
+        pretrained=True,
+        train_sizes="base",
+        linear_probe=True,
+    ),
+)
+
+
+class FinetuneParams(StrictModel):
+    """Fine-tuning (notebook 05): checkpoints 1..5 of the paper's table on the target task.
+
+    Defaults are the authors' `finetune.sh`/`finetune.py`: softmax cross-entropy, lr 0.1 x0.1
+    every 150k steps, global batch 256, 600k steps, weight decay 1e-4 (1e-5 on BN), 224 px
+    then 299 px; a new logits layer always.
+    """
+
+    ckpt: int = Field(3, ge=1, description="which of `checkpoints` notebook 05 runs")
+    checkpoints: list[CheckpointSetting] = Field(list(PAPER_CHECKPOINTS), min_length=1)
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="one run per seed")
+    base_size: int = Field(224, ge=8, description="training and evaluation size (the 224)")
+    large_size: int = Field(299, ge=8, description="the late / large size (the 299)")
+    large_fraction: float = Field(
+        0.25, gt=0, lt=1, description="base_then_large: share of the steps at the large size"
+    )
+    steps: int = Field(600_000, ge=1)
+    global_batch: int = Field(256, ge=1, description="images per step over all replicas")
+    lr: float = Field(0.1, gt=0, description="initial rate, at reference_batch")
+    decay_steps: int = Field(150_000, ge=1, description="x decay_factor at every multiple")
+    decay_factor: float = Field(0.1, gt=0, le=1)
+    reference_batch: int | None = Field(
+        256, ge=1, description="global batch the rate is for; None: no linear scaling"
+    )
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, description="L2 on all trained weights but BN")
+    bn_weight_decay: float = Field(1e-5, ge=0, description="L2 on BN gamma and beta")
+    freeze_stages: bool = Field(
+        False, description="freeze the stem and stages 0-1, BN statistics too (FixBlock2)"
+    )
+    init_checkpoint: str | None = Field(
+        None,
+        description="None: this profile's pretraining run (pretrain/model.keras); a .keras file; "
+        "or an authors'-format TF1 checkpoint prefix or folder",
+    )
+    checkpoint_every: int = Field(5000, ge=1)
+    log_every: int = Field(100, ge=1)
+    eval_every: int = Field(5000, ge=0, description="val top-1 at both sizes; 0 = never")
+    eval_batch: int = Field(256, ge=1)
+    strategy: Literal["auto", "default", "mirrored", "multiworker"] = "auto"
+    progress: bool | None = None
+
+    @model_validator(mode="after")
+    def _known_ckpt(self) -> FinetuneParams:
+        numbers = [c.ckpt for c in self.checkpoints]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"checkpoints: ckpt numbers repeat ({numbers}); expected unique")
+        if self.ckpt not in numbers:
+            raise ValueError(f"ckpt {self.ckpt}: expected one of the checkpoints {numbers}")
+        return self
+
+
+class ReportParams(StrictModel):
+    """Notebook 07: the paper-vs-ours tables and figures, and where they are published."""
+
+    publish_dir: str | None = Field(
+        None, description="copy the tables and figures here (default profile: results); None: no"
+    )
+    readme: str | None = Field(
+        None, description="README whose results section is rewritten (default profile); None: no"
+    )
+
+
+class PlanParams(StrictModel):
+    """The compute and storage planner (mlimages.plan, notebook 07)."""
+
+    gpu: str = Field("A100-80GB", description="a GPU of mlimages.plan.GPUS")
+    gpu_counts: list[int] = Field([1, 8, 64], min_length=1, description="plans of the full run")
+    images_per_s: float | None = Field(
+        None, gt=0, description="a measured training rate a GPU; None: the GPU table's"
+    )
+    price_per_gpu_hour: float | None = Field(
+        2.0, ge=0, description="USD, an assumed price; set yours (None: no cost)"
+    )
+    download_mbit_per_s: float = Field(1000.0, gt=0, description="download bandwidth")
+    bytes_per_original: int = Field(
+        2_000_000, ge=1, description="original image size (the earlier re-implementation's 2 MB)"
+    )
+
+
+class EvaluateParams(StrictModel):
+    """Evaluation (notebook 06, mlimages.evaluate): the paper's metrics on the validation records.
+
+    Fine-tuned checkpoints are evaluated at `finetune.base_size` and `finetune.large_size`.
+    """
+
+    image_size: int | None = Field(
+        None, ge=8, description="multi-label evaluation size; None: pretrain.image_size"
+    )
+    max_k: int = Field(10, ge=1, description="instance-level figures at k = 1..max_k")
+    threshold: float = Field(0.5, gt=0, le=1, description="a label >= this is a positive")
+    score_threshold: float = Field(
+        0.5, gt=0, lt=1, description="class-level figures: a class is predicted at sigmoid >= this"
+    )
+    batch: int = Field(256, ge=1, description="images a forward pass")
+    keep_scores: bool = Field(
+        True, description="keep scores.npy and labels.npy (input of `mlimages metrics`)"
+    )
+    grid_images: int = Field(12, ge=1, le=64, description="validation images in notebook 06's grid")
+    grid_tags: int = Field(5, ge=1, le=20, description="predicted tags shown an image")
+    progress: bool | None = None
+
+
 class Params(StrictModel):
     """One profile, resolved."""
 
@@ -235,6 +388,10 @@ class Params(StrictModel):
     schedule: ScheduleParams = ScheduleParams()
     records: RecordsParams = RecordsParams()
     pipeline: PipelineParams = PipelineParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
+    plan: PlanParams = PlanParams()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 

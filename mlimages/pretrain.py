@@ -20,17 +20,9 @@ STAGE = "pretrain"
 
 
 def build_model(params: Params, num_classes: int, image_size: int):
-    from mlimages.model import build_resnet, dtype_policy
+    from mlimages.model import model_from_params
 
-    m = params.model
-    return build_resnet(
-        m.num_classes or num_classes,
-        m.depth,
-        blocks=m.blocks,
-        width=m.width,
-        image_size=image_size,
-        dtype=dtype_policy(m.mixed_precision),
-    )
+    return model_from_params(params.model, num_classes, image_size)
 
 
 def held_out_eval(params: Params, index, num_classes: int):
@@ -51,8 +43,9 @@ def held_out_eval(params: Params, index, num_classes: int):
     return precision_recall_eval(np.stack(images), np.stack(labels))
 
 
-def task_from_params(params: Params, out: Path):
-    """The pretraining `TrainTask`: records, model, loss options and the authors' schedule."""
+def task_from_params(params: Params, out: Path, workers: int | None = None):
+    """The pretraining `TrainTask`: records, model, loss options and the authors' schedule.
+    `workers`: the worker count when the environment does not say it (Horovod)."""
     from mlimages import pipeline, records
     from mlimages.distributed import cluster_from_environment
     from mlimages.recipe import schedule_from_params
@@ -61,7 +54,7 @@ def task_from_params(params: Params, out: Path):
     p = params.pretrain
     train_index = records.split_index(params, "train")
     num_classes = train_index.num_classes
-    workers = cluster_from_environment().count
+    workers = workers or cluster_from_environment().count
     steps_per_epoch = train_index.steps_per_epoch(p.global_batch, workers)
     if steps_per_epoch < 1:
         raise ValueError(
@@ -118,6 +111,11 @@ def run_pretrain_stage(params: Params, out: Path | None = None) -> dict[str, Any
     out = out or params.stage_dir(STAGE)
     params.write(out / "params.yaml")
     configure_determinism(params.seed)
+    if params.pretrain.backend == "horovod":
+        from mlimages import horovod_backend
+
+        hvd = horovod_backend.init()  # Horovod: horovodrun's processes are the workers
+        return run(task_from_params(params, out, hvd.size()), make_strategy("default"), hvd)
     strategy = make_strategy(params.pretrain.strategy)
     return run(task_from_params(params, out), strategy)
 

@@ -7,6 +7,8 @@ at the first failure with the notebook and the cell that failed.
 
 from __future__ import annotations
 
+import itertools
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +20,7 @@ from mlimages.params import find_profile, load_params
 
 KERNEL_NAME = "mlimages"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+REPEAT_KEY = "mlimages"  # notebook metadata: {"mlimages": {"repeat": {"ckpt": [1, 2]}}}
 
 
 class StudyError(RuntimeError):
@@ -46,6 +49,30 @@ def study_notebooks(directory: Path, only: list[str] | None = None) -> list[Path
     return notebooks
 
 
+def notebook_runs(notebook: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(executed copy's name, extra parameters) for each run of a notebook: one plain run, or
+    one per value of its `metadata.mlimages.repeat` (e.g. notebook 05 once per checkpoint,
+    into `05_finetune-ckpt3.ipynb`)."""
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except json.JSONDecodeError as exc:
+        raise StudyError(f"{notebook}: not a JSON notebook ({exc})") from None
+    repeat = metadata.get(REPEAT_KEY, {}).get("repeat")
+    if not repeat:
+        return [(notebook.name, {})]
+    if not isinstance(repeat, dict) or not all(isinstance(v, list) and v for v in repeat.values()):
+        raise StudyError(
+            f"{notebook}: metadata.{REPEAT_KEY}.repeat = {repeat!r}; "
+            "expected a mapping of parameter names to non-empty lists"
+        )
+    runs = []
+    for values in itertools.product(*repeat.values()):
+        extra = dict(zip(repeat, values, strict=True))
+        suffix = "-".join(f"{k}{v}" for k, v in extra.items())
+        runs.append((f"{notebook.stem}-{suffix}{notebook.suffix}", extra))
+    return runs
+
+
 def run_study(
     profile: str,
     overrides: dict[str, Any] | None = None,
@@ -63,17 +90,22 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     params.write(params.run_dir / "params.yaml")
     notebooks = study_notebooks(notebooks_dir or default_notebooks_dir(), only)
+    jobs = [(nb, name, extra) for nb in notebooks for name, extra in notebook_runs(nb)]
     show_cells = progress if progress is not None else sys.stderr.isatty()
     runs: list[NotebookRun] = []
-    for number, notebook in enumerate(notebooks, start=1):
-        output = out_dir / notebook.name
-        print(f"[{number}/{len(notebooks)}] {notebook.name} -> {output}", flush=True)
+    for number, (notebook, name, extra) in enumerate(jobs, start=1):
+        output = out_dir / name
+        print(f"[{number}/{len(jobs)}] {notebook.name} -> {output}", flush=True)
         started = time.monotonic()
         try:
             papermill.execute_notebook(
                 str(notebook),
                 str(output),
-                parameters={"profile": str(profile_path), "overrides": dict(overrides or {})},
+                parameters={
+                    "profile": str(profile_path),
+                    "overrides": dict(overrides or {}),
+                    **extra,
+                },
                 kernel_name=kernel_name,
                 cwd=str(notebook.parent),
                 progress_bar=show_cells,

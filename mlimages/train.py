@@ -4,7 +4,8 @@ Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` (DESIGN §6) and
 optimizers trip over `merge_call` in custom loops, so the update is ours: the authors'
 TF1 `MomentumOptimizer` rule (accum = m·accum + g; w -= lr·accum), applied in a
 `merge_call` after an explicit all-reduce. The same loop serves the paper's multi-label
-loss (pretraining) and softmax cross-entropy (fine-tuning).
+loss (pretraining) and softmax cross-entropy (fine-tuning). With Horovod (`hvd`) the strategy
+is the default one and `hvd.allreduce` does the cross-worker sums instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from mlimages import horovod_backend
 from mlimages.atomic import write_json_atomic
 from mlimages.distributed import WorkerInfo, cluster_from_environment
 from mlimages.progress import quiet
@@ -69,15 +71,19 @@ def configure_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def run(task: TrainTask, strategy) -> dict[str, Any]:
-    """Train to `task.steps`, resuming from the latest checkpoint in `task.out/ckpt`."""
+def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
+    """Train to `task.steps`, resuming from the latest checkpoint in `task.out/ckpt`.
+
+    `hvd`: the initialised `horovod.tensorflow` module for the Horovod backend, with the
+    default `strategy`."""
     import tensorflow as tf
 
     from mlimages import loss as paper_loss
 
-    worker = cluster_from_environment()
+    # Horovod: ranks come from hvd, not TF_CONFIG; one replica a rank.
+    worker = cluster_from_environment() if hvd is None else horovod_backend.worker(hvd)
     task.out.mkdir(parents=True, exist_ok=True)
-    replicas = strategy.num_replicas_in_sync
+    replicas = strategy.num_replicas_in_sync if hvd is None else hvd.size()
     with strategy.scope():
         model = task.build_model()
         variables = [v for v in model.trainable_variables if _is_trained(v, task)]
@@ -102,6 +108,11 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
         resumed_from = int(step.numpy())
     elif task.initialize is not None:
         task.initialize(model)
+    if hvd is not None:
+        # Horovod: only rank 0 holds checkpoints; every rank starts from its state and step.
+        state = [*model.variables, *slots, step, *(counters.variables if counters else ())]
+        hvd.broadcast_variables([_tf_variable(v) for v in state], root_rank=0)
+        resumed_from = int(step.numpy())
 
     def apply_updates(strategy, grads, lr):
         # All-reduce the per-replica gradients (each already divided by the global batch).
@@ -124,6 +135,8 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
                 opts = task.loss_options
                 # The positive mask is the global batch's: all replicas must count the same.
                 local = tf.cast(paper_loss.positive_mask(targets, opts["mask_thres"]), tf.float32)
+                if hvd is not None:  # Horovod: sum over ranks (the default context's is local)
+                    local = hvd.allreduce(local, op=hvd.Sum)
                 positive = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local) > 0
                 # Same (seed, step) on every replica, so the same classes are drawn everywhere.
                 selected = paper_loss.negative_selection(
@@ -142,6 +155,8 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
             decay = paper_loss.weight_decay_loss(model, task.weight_decay, task.bn_weight_decay)
             total = data_loss + decay / replicas
         grads = tape.gradient(total, raw)
+        if hvd is not None:  # Horovod: sum over ranks; the default strategy's reduce is identity
+            grads = hvd.grouped_allreduce(grads, op=hvd.Sum)
         ctx.merge_call(apply_updates, args=(grads, lr))
         return data_loss, decay / replicas
 
@@ -150,14 +165,20 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
         images, targets = next(iterator)
         data_loss, decay = strategy.run(replica_step, args=(images, targets, lr, step))
         step.assign_add(1)
-        return (
+        totals = (
             strategy.reduce(tf.distribute.ReduceOp.SUM, data_loss, axis=None),
             strategy.reduce(tf.distribute.ReduceOp.SUM, decay, axis=None),
         )
+        if hvd is not None:  # Horovod: log the global batch's loss, as tf.distribute does
+            totals = tuple(hvd.allreduce(t, op=hvd.Sum) for t in totals)
+        return totals
 
-    dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: task.dataset_fn(ctx, resumed_from)
-    )
+    if hvd is None:
+        dataset = strategy.distribute_datasets_from_function(
+            lambda ctx: task.dataset_fn(ctx, resumed_from)
+        )
+    else:  # Horovod: each rank builds its own pipeline (its shards, its share of the batch)
+        dataset = task.dataset_fn(horovod_backend.input_context(hvd), resumed_from)
     iterator = iter(dataset)
     log = _Log(task.out, worker, resumed_from)
     bar = tqdm(
@@ -206,8 +227,12 @@ def run(task: TrainTask, strategy) -> dict[str, Any]:
             bar.set_postfix(loss=f"{final_loss:.4f}", lr=f"{lr:.4g}")
             window_start, window_steps = time.monotonic(), 0
         out_of_time = task.max_seconds is not None and time.monotonic() - started > task.max_seconds
+        if hvd is not None and task.max_seconds is not None:
+            # Horovod: every rank stops at the same step, on rank 0's clock.
+            out_of_time = bool(hvd.broadcast_object(out_of_time, root_rank=0))
         if current % task.checkpoint_every == 0 or current == task.steps or out_of_time:
-            manager.save(checkpoint_number=current)
+            if hvd is None or worker.is_chief:  # tf.distribute saves are collective; Horovod's not
+                manager.save(checkpoint_number=current)
         if out_of_time:
             stopped_early = True
             break

@@ -19,7 +19,6 @@ SHARED_LISTS = [
     *sorted((SHARED / "image_lists").glob("*.txt")),
 ]
 NUM_CLASSES = 11_166
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared ML-Images files missing")
 
 
 def build(parts: list) -> LabelTable:
@@ -29,10 +28,29 @@ def build(parts: list) -> LabelTable:
     return builder.build("test")
 
 
+ENGINES = ["numpy", "compiled"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each fast path: the numba scanner (numba is a dependency) and the numpy one."""
+    if request.param == "compiled":
+        assert ann._compiled("_scan_lines") is not None, "numba should compile the scanner"
+    return request.param
+
+
 def fast_and_slow(
-    data: bytes, num_classes: int | None = None, vocab_bits: int = 18
+    data: bytes, num_classes: int | None = None, vocab_bits: int = 18, engine: str = "numpy"
 ) -> tuple[LabelTable | None, LabelTable]:
     """Both parsers on the same bytes; the fast result is None where it handed over."""
+    slow = build([ann._parse_slow(data, 1, "test", num_classes)])
+    return fast_only(data, num_classes, vocab_bits, engine), slow
+
+
+def fast_only(
+    data: bytes, num_classes: int | None = None, vocab_bits: int = 18, engine: str = "numpy"
+) -> LabelTable | None:
+    """The fast path alone; None where it handed over."""
     n = len(data)
     buf = np.zeros(n + 1 + ann._PAD_BYTES + 8, dtype=np.uint8)
     buf[:n] = np.frombuffer(data, dtype=np.uint8)
@@ -40,11 +58,9 @@ def fast_and_slow(
     if n and not data.endswith(b"\n"):
         buf[n] = ord("\n")
         stop += 1
-    vocabs = ann._ThreadVocabulary(num_classes)
-    vocabs.vocab = ann._Vocabulary(num_classes, vocab_bits)
-    parts = ann._parse_fast(buf, 0, stop, vocabs)
-    slow = build([ann._parse_slow(data, 1, "test", num_classes)])
-    return (None if parts is None else build(parts)), slow
+    state = ann._FastState(num_classes, compiled=engine == "compiled", vocab_bits=vocab_bits)
+    builder = ann._TableBuilder()
+    return builder.build("test") if ann._parse_chunk(buf, 0, stop, state, builder) else None
 
 
 def assert_same(a: LabelTable, b: LabelTable) -> None:
@@ -101,9 +117,9 @@ def random_list(rng: np.random.Generator, lines: int, exotic: bool = False) -> b
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_fast_path_matches_reference_on_random_lists(seed: int) -> None:
+def test_fast_path_matches_reference_on_random_lists(seed: int, engine: str) -> None:
     data = random_list(np.random.default_rng(seed), 400)
-    fast, slow = fast_and_slow(data)
+    fast, slow = fast_and_slow(data, engine=engine)
     assert fast is not None, "the fast path should handle every token form used here"
     assert_same(fast, slow)
     assert len(slow) > 300
@@ -117,40 +133,112 @@ def test_fast_path_stays_exact_when_vocabulary_slots_collide(seed: int) -> None:
     assert_same(fast, slow)
 
 
+def use_engine(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    """Make ``read_label_list`` take ``engine`` whatever the file's size."""
+    monkeypatch.setattr(ann, "_COMPILED_MIN_BYTES", 0 if engine == "compiled" else 1 << 62)
+
+
 @pytest.mark.parametrize("chunk_lines", [1, 3, 64, 262_144])
 def test_reader_matches_reference_with_fallback_chunks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_lines: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_lines: int, engine: str
 ) -> None:
     data = random_list(np.random.default_rng(7), 500, exotic=True)
     monkeypatch.setattr(ann, "_SLICE_BYTES", 512)  # many slices per chunk
     monkeypatch.setattr(ann, "_PIECE_BYTES", 256)  # small reads and newline scans
+    use_engine(monkeypatch, engine)
     table = read_label_list(write(tmp_path, data), chunk_lines=chunk_lines, progress=False)
     _, slow = fast_and_slow(data)
     assert_same(table, slow)
 
 
-def test_exotic_tokens_make_the_fast_path_hand_over() -> None:
-    fast, slow = fast_and_slow(b"a.jpg 1:5e-1 2:0.5\n")
-    assert fast is None
-    assert slow.labels(0)[1].tolist() == [0.5, 0.5]
-    fast, slow = fast_and_slow(b"img\x017 2:1\n")  # \x01 is not whitespace to bytes.split()
-    assert fast is None
+def test_exotic_tokens_make_the_fast_path_hand_over(engine: str) -> None:
+    for data in (b"a.jpg 1:5e-1 2:0.5\n", b"a.jpg 1:0.5 2:0.12345678901234567\n"):
+        fast, slow = fast_and_slow(data, engine=engine)
+        assert fast is None
+        assert slow.labels(0)[1].tolist()[0] == 0.5
+    fast, slow = fast_and_slow(b"img\x017 2:1\n", engine=engine)  # \x01: not whitespace here
     assert (slow.key(0), slow.labels(0)[0].tolist()) == ("img\x017", [2])
+    if engine == "numpy":
+        assert fast is None
+    else:  # the compiled scanner reads keys byte by byte
+        assert_same(fast, slow)
 
 
-@needs_shared
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a 1:1 2\n\n \t\r\nb\x0b3:0.5\x0c4\r\n",
+        "café.jpg 1:0.5\nn01/ü 2\n".encode(),
+        b"a 00000000000000000012:0.000000000000000000001 3:0000.5000\n",
+        b"a 0:0 1:1. 2:.25 3:1.0000000000000\n",
+        b"a " + b" ".join(b"%d:0.5" % (i % 40) for i in range(100)) + b"\n",
+        b"a " + b" ".join(b"%d" % i for i in range(100)) + b"\n",
+    ],
+    ids=lambda d: repr(d)[:20],
+)
+def test_fast_paths_on_edge_cases(data: bytes, engine: str) -> None:
+    fast, slow = fast_and_slow(data, engine=engine)
+    if fast is None:  # handing over is always allowed; the compiled scanner needs it less
+        assert engine == "numpy"
+    else:
+        assert_same(fast, slow)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a 1:1\n b 2\n",  # leading whitespace
+        b"a 1:1.5\n",
+        b"a 1:-0\n",
+        b"a +1\n",
+        b"a 1:\n",
+        b"a 1:.\n",
+        b"a 1::1\n",
+        b"a 1:0.5:1\n",
+        b"a 11166\n",
+        b"a 99999999999999999999999\n",
+        b"a 1\x002\n",
+        b"\xff 1\n",
+        b"a\xc3 1\n",
+        b"a 1:0.5\xc3\xa9\n",
+    ],
+    ids=lambda d: repr(d)[:20],
+)
+def test_fast_paths_hand_over_what_they_cannot_validate(data: bytes, engine: str) -> None:
+    assert fast_only(data, NUM_CLASSES, engine=engine) is None
+    with pytest.raises(LabelListError):
+        ann._parse_slow(data, 1, "test", NUM_CLASSES)
+
+
+def test_a_failing_slice_leaves_the_table_as_it_was(engine: str) -> None:
+    good = b"".join(b"img_%d.jpg %d:0.9\n" % (i, i % 50) for i in range(200))
+    data = good + b"bad.jpg 1:2\n" + good
+    buf = np.zeros(len(data) + ann._PAD_BYTES + 8, dtype=np.uint8)
+    buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    state = ann._FastState(None, compiled=engine == "compiled")
+    builder = ann._TableBuilder()
+    assert ann._parse_chunk(buf, 0, len(good), state, builder)
+    before = builder.mark()
+    with ann.ThreadPoolExecutor(2) as pool:
+        assert not ann._parse_chunk(buf, 0, len(data), state, builder, pool.map)
+    assert builder.mark() == before
+    assert builder.build("test") == fast_and_slow(good)[1]
+
+
 @pytest.mark.parametrize("path", SHARED_LISTS, ids=lambda p: p.name)
-def test_fast_path_matches_reference_on_shared_lists(path: Path) -> None:
-    fast, slow = fast_and_slow(path.read_bytes(), NUM_CLASSES)
+def test_fast_path_matches_reference_on_shared_lists(
+    path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    fast, slow = fast_and_slow(path.read_bytes(), NUM_CLASSES, engine=engine)
     assert fast is not None
     assert_same(fast, slow)
+    use_engine(monkeypatch, engine)
     assert_same(read_label_list(path, NUM_CLASSES, progress=False), slow)
 
 
 # --- the reference files --------------------------------------------------------------------
 
 
-@needs_shared
 def test_shared_url_list() -> None:
     table = read_label_list(SHARED / "train_urls_tiny.txt", NUM_CLASSES, progress=False)
     assert (len(table), table.num_labels) == (100, 827)
@@ -163,7 +251,6 @@ def test_shared_url_list() -> None:
     assert int(table.indices.max()) < NUM_CLASSES
 
 
-@needs_shared
 def test_shared_lists_hold_the_same_rows() -> None:
     urls = read_label_list(SHARED / "train_urls_tiny.txt", progress=False)
     files = read_label_list(SHARED / "train_im_list_tiny.txt", progress=False)
@@ -204,8 +291,9 @@ ERRORS = [
 
 @pytest.mark.parametrize(("data", "line", "message"), ERRORS, ids=lambda v: repr(v)[:24])
 def test_errors_name_file_line_and_expectation(
-    tmp_path: Path, data: str | bytes, line: int, message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: str | bytes, line: int, message: str
 ) -> None:
+    use_engine(monkeypatch, "compiled")  # the numpy path is the default for small files
     path = write(tmp_path, data)
     with pytest.raises(LabelListError) as caught:
         read_label_list(path, NUM_CLASSES, chunk_lines=1, progress=False)
@@ -215,7 +303,10 @@ def test_errors_name_file_line_and_expectation(
     assert "; expected " in text
 
 
-def test_error_line_numbers_count_across_chunks_and_blank_lines(tmp_path: Path) -> None:
+def test_error_line_numbers_count_across_chunks_and_blank_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    use_engine(monkeypatch, engine)
     good = "".join(f"img_{i}.jpg {i % 50}:0.9\n" if i % 7 else "\n" for i in range(999))
     path = write(tmp_path, good + "bad.jpg 12:2\n" + good)
     for chunk_lines in (1, 64, 1000, 262_144):
@@ -326,7 +417,9 @@ def test_from_rows_rejects_what_the_format_cannot_hold(keys: list, rows: list) -
         LabelTable.from_rows(keys, rows)
 
 
-def test_key_kind() -> None:
+def test_key_kind(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
+    monkeypatch.setattr(ann, "_COMPILED_MIN_ROWS", 0 if engine == "compiled" else 1 << 62)
+
     def kind(*keys: str) -> str:
         return LabelTable.from_rows(list(keys), [[] for _ in keys]).key_kind()
 
@@ -338,6 +431,19 @@ def test_key_kind() -> None:
     assert kind("https://a.jpg", "b.jpg") == "mixed"
 
 
+def test_compiled_key_kinds_match_numpy() -> None:
+    rng = np.random.default_rng(3)
+    alphabet = list("ab:/n0123456789.+-_") + ["é", "\x01"]
+    keys = ["".join(rng.choice(alphabet, rng.integers(1, 24))) for _ in range(20_000)]
+    keys += [f"n{rng.integers(10**8):08d}/{k}" for k in keys[:3000]]
+    schemes = ["http", "a", "s3+x.y-z", "abcdefghijklm", "abcdefghijklmn"]
+    keys += [f"{schemes[i % 5]}://{k}" for i, k in enumerate(keys[:3000])]
+    table = LabelTable.from_rows(keys, [[] for _ in keys])
+    numpy_codes = table._kind_codes(compiled=False)
+    assert set(np.unique(numpy_codes).tolist()) == {0, 1, 2}
+    assert np.array_equal(table._kind_codes(compiled=True), numpy_codes)
+
+
 def test_images_per_class_counts_rows_once() -> None:
     table = sample()
     assert table.images_per_class(6).tolist() == [0, 1, 1, 0, 1, 1]  # conf 0 is not a label
@@ -347,8 +453,17 @@ def test_images_per_class_counts_rows_once() -> None:
         table.images_per_class(5)
 
 
-def test_unique_rows_flag_from_the_parser_matches_the_check(tmp_path: Path) -> None:
-    for text, unique in [("a 1 2\nb 1 1\n", False), ("a 1 2\nb 2 1\n", True)]:
+def test_unique_rows_flag_from_the_parser_matches_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    use_engine(monkeypatch, engine)
+    long_row = " ".join(str(i) for i in range(40))
+    for text, unique in [
+        ("a 1 2\nb 1 1\n", False),
+        ("a 1 2\nb 2 1\n", True),
+        (f"a {long_row}\nb {long_row} 0\n", False),
+        (f"a {long_row}\nb {long_row} 40\n", True),
+    ]:
         table = read_label_list(write(tmp_path, text), progress=False)
         fresh = LabelTable(
             *(getattr(table, f) for f in ("key_bytes", "key_offsets", "indptr")),

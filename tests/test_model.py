@@ -167,3 +167,20 @@ def test_bad_depth_and_blocks_are_refused() -> None:
         M.build_resnet(10, 34)
     with pytest.raises(ValueError, match="expected 4 positive integers"):
         M.build_resnet(10, blocks=(1, 1, 1))
+
+
+def test_bn_momentum_deviation_reaches_every_batch_norm(tmp_path: Path) -> None:
+    params = load_params("default").model
+    model = M.model_from_params(params, num_classes=5, image_size=32)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and {layer.momentum for layer in bns} == {params.bn_momentum} != {M.BN_MOMENTUM}
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    reloaded = [x for x in again.layers if isinstance(x, keras.layers.BatchNormalization)]
+    assert {layer.momentum for layer in reloaded} == {params.bn_momentum}
+    paper = M.model_from_params(load_params("paper").model, num_classes=5, image_size=32)
+    assert {
+        layer.momentum
+        for layer in paper.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    } == {M.BN_MOMENTUM}

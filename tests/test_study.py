@@ -80,3 +80,21 @@ def test_repository_notebooks_are_found_in_order() -> None:
     assert names[0] == "01_data_exploration.ipynb" and names == sorted(names)
     with pytest.raises(StudyError, match="no notebooks"):
         study_notebooks(Path(__file__).parent, only=["99"])
+
+
+def test_a_repeated_notebook_runs_once_per_value_into_its_own_copy(
+    tmp_path: Path, runs: Path
+) -> None:
+    """Notebook 05 runs once per checkpoint: `metadata.mlimages.repeat` names the values."""
+    nb = nbformat.read(_notebook(tmp_path / "05_repeat.ipynb", 'print("ckpt", ckpt)'), 4)
+    nb.cells[0].source += "\nckpt = None"
+    nb.metadata["mlimages"] = {"repeat": {"ckpt": [1, 2]}}
+    nbformat.write(nb, tmp_path / "05_repeat.ipynb")
+    _notebook(tmp_path / "06_after.ipynb", SETUP)
+    result = run_study("smoke", notebooks_dir=tmp_path, progress=False)
+    names = [Path(r.output).name for r in result]
+    assert names == ["05_repeat-ckpt1.ipynb", "05_repeat-ckpt2.ipynb", "06_after.ipynb"]
+    for ckpt in (1, 2):
+        executed = nbformat.read(runs / "smoke" / "notebooks" / f"05_repeat-ckpt{ckpt}.ipynb", 4)
+        assert executed.cells[-1].outputs[0]["text"] == f"ckpt {ckpt}\n"
+    assert not (runs / "smoke" / "notebooks" / "05_repeat.ipynb").exists()

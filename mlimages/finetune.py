@@ -1,0 +1,679 @@
+"""Fine-tuning stage: checkpoints 1..5 of the paper's table on the single-label target task.
+
+Each checkpoint setting (`params.finetune.checkpoints`) says where the weights start (from
+scratch, or the pretraining run / an authors' TF1 checkpoint by name, logits skipped), at
+which size the images are (base, large, or base then large in the late steps) and what
+trains (everything, or only a new logits layer: the linear probe). The loop is the
+pretraining engine's (`mlimages.train`) with softmax cross-entropy; the size schedule lives
+in the `dataset_fn`, which is built from the step a run starts at, so a resumed fine-tune
+continues its schedule where it stopped. Results follow the contract that notebooks 06 and
+07 read: `finetune/ckpt<N>/seed<S>/` is a training run folder, `finetune/ckpt<N>/results.csv`
+has one row per (seed, evaluation size), `finetune/ckpt<N>/metrics.json` the summary.
+
+Nothing here imports TensorFlow at module level: notebook 05 plots and tabulates in its
+kernel while the training runs in a `mlimages finetune` subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlimages.atomic import write_json_atomic, write_text_atomic
+from mlimages.paper import PAPER_SIZES, paper_accuracy
+from mlimages.params import CheckpointSetting, Params
+
+STAGE = "finetune"
+MODEL_FILE = "model.keras"  # = mlimages.train.MODEL_FILE, without importing TensorFlow
+RESULT_COLUMNS = (
+    "ckpt", "setting", "seed", "model", "img_size", "top1", "top5",
+    "param_count", "train_sizes", "steps",
+)  # fmt: skip
+FROZEN_PREFIXES = ("init.", "stages_0_", "stages_1_")  # the authors' FixBlock2 trains the rest
+
+
+# --- the settings as data ------------------------------------------------------------------
+
+
+def setting(params: Params, ckpt: int | None = None) -> CheckpointSetting:
+    """The checkpoint setting `ckpt` (default: `finetune.ckpt`)."""
+    ckpt = params.finetune.ckpt if ckpt is None else ckpt
+    for candidate in params.finetune.checkpoints:
+        if candidate.ckpt == ckpt:
+            return candidate
+    known = [c.ckpt for c in params.finetune.checkpoints]
+    raise ValueError(f"finetune ckpt {ckpt}: expected one of the checkpoints {known}")
+
+
+def size_schedule(params: Params, ckpt: int | None = None) -> list[tuple[int, int, int]]:
+    """`(first step, end step, image size)` segments covering steps 0..`finetune.steps`.
+
+    base_then_large switches at `steps * (1 - large_fraction)`: with the recipe's defaults
+    (x0.1 every 150k of 600k steps) 0.25 puts the large size exactly on the last
+    learning-rate stage, the "late epochs" of the paper.
+    """
+    f = params.finetune
+    kind = setting(params, ckpt).train_sizes
+    if kind == "base":
+        return [(0, f.steps, f.base_size)]
+    if kind == "large":
+        return [(0, f.steps, f.large_size)]
+    switch = min(max(round(f.steps * (1 - f.large_fraction)), 1), f.steps)
+    segments = [(0, switch, f.base_size), (switch, f.steps, f.large_size)]
+    return [s for s in segments if s[1] > s[0]]
+
+
+def size_at(schedule: list[tuple[int, int, int]], step: int) -> int:
+    """The image size of the batch that trains step `step` (0-based)."""
+    for first, end, size in schedule:
+        if first <= step < end:
+            return size
+    return schedule[-1][2]
+
+
+def train_sizes_label(schedule: list[tuple[int, int, int]]) -> str:
+    """`36` or `36->48`: the sizes a run trains at, in order."""
+    return "->".join(str(size) for _, _, size in schedule)
+
+
+def eval_sizes(params: Params) -> list[int]:
+    """Every run is evaluated at both sizes (the paper's @224 and @299 columns)."""
+    f = params.finetune
+    return sorted({f.base_size, f.large_size})
+
+
+def model_name(params: Params) -> str:
+    """`resnet101`, or `resnet_1_1_1_1_w16` for the reduced variants of the mini study."""
+    m = params.model
+    name = f"resnet{m.depth}" if m.blocks is None else "resnet_" + "_".join(map(str, m.blocks))
+    return name if m.width == 64 else f"{name}_w{m.width}"
+
+
+def ckpt_dir(params: Params, ckpt: int) -> Path:
+    return params.stage_dir(STAGE) / f"ckpt{ckpt}"
+
+
+def seed_dir(params: Params, ckpt: int, seed: int) -> Path:
+    return ckpt_dir(params, ckpt) / f"seed{seed}"
+
+
+def init_source(params: Params) -> Path:
+    """Where pretrained weights come from: `finetune.init_checkpoint`, else the profile's
+    pretraining run (`runs/<profile>/pretrain/model.keras`)."""
+    if params.finetune.init_checkpoint:
+        return params.resolve_path(params.finetune.init_checkpoint)
+    return params.run_dir / "pretrain" / MODEL_FILE
+
+
+# --- model and initialisation ----------------------------------------------------------------
+
+
+def build_model(params: Params, num_classes: int, chosen: CheckpointSetting):
+    """The profile's ResNet with a new `num_classes` head, any image size (the size schedule
+    changes it), and the setting's frozen layers: frozen layers get `trainable = False`, so
+    the engine does not train them and Keras 3 runs their BN in inference mode (statistics
+    frozen too)."""
+    from mlimages.model import LOGITS_LAYER, build_resnet, dtype_policy, set_bn_momentum
+
+    m = params.model
+    model = build_resnet(
+        num_classes,
+        m.depth,
+        blocks=m.blocks,
+        width=m.width,
+        image_size=None,
+        dtype=dtype_policy(m.mixed_precision),
+    )
+    set_bn_momentum(model, m.bn_momentum)
+    for layer in model.layers:
+        if chosen.linear_probe:
+            layer.trainable = layer.name == LOGITS_LAYER
+        elif chosen.pretrained and params.finetune.freeze_stages:
+            layer.trainable = not layer.name.startswith(FROZEN_PREFIXES)
+    return model
+
+
+def load_pretrained(model, source: str | Path):
+    """Copy pretrained weights into `model` by the authors' variable names, logits skipped.
+
+    `source` is a `.keras` file (our pretraining run) or an authors'-format TF1 checkpoint
+    (prefix or folder). A model variable the source lacks, or one of another shape, stops
+    with its name; names the source has and the model lacks are reported as `unused`.
+    Returns `mlimages.model.LoadReport`.
+    """
+    import numpy as np
+
+    from mlimages.model import LOGITS_LAYER, LoadReport, load_tf1_checkpoint, tf1_variables
+
+    source = Path(source)
+    if source.suffix != ".keras":
+        return load_tf1_checkpoint(model, source, skip_logits=True)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no pretrained model here")
+    import keras
+
+    donor = {n: v.numpy() for n, v in tf1_variables(keras.models.load_model(source)).items()}
+    wanted = tf1_variables(model)
+    skipped = sorted(n for n in wanted if n.startswith(f"{LOGITS_LAYER}/"))
+    missing = sorted(n for n in wanted if n not in donor and n not in skipped)
+    if missing:
+        raise ValueError(f"{source}: lacks {len(missing)} model variables: {', '.join(missing)}")
+    for name, variable in wanted.items():
+        if name not in skipped and tuple(donor[name].shape) != tuple(variable.shape):
+            raise ValueError(
+                f"{source}: variable {name!r} has shape {list(donor[name].shape)}; "
+                f"the model expects {list(variable.shape)}"
+            )
+    loaded = sorted(n for n in wanted if n not in skipped)
+    for name in loaded:  # assign only once everything is known to fit
+        wanted[name].assign(donor[name].astype(np.dtype(wanted[name].dtype)))
+    unused = sorted(n for n in donor if n not in wanted)
+    return LoadReport(loaded=loaded, skipped=skipped, unused=unused)
+
+
+def _initializer(source: Path, out: Path):
+    """The engine's `initialize`: load on a fresh start, and keep the report in `init.json`."""
+
+    def initialize(model) -> dict[str, Any]:
+        report = load_pretrained(model, source)
+        summary = {
+            "source": str(source),
+            "loaded": len(report.loaded),
+            "skipped": report.skipped,
+            "unused": report.unused,
+        }
+        write_json_atomic(out / "init.json", summary)
+        return summary
+
+    return initialize
+
+
+# --- the training task -----------------------------------------------------------------------
+
+
+def val_arrays(params: Params, val_index, num_classes: int) -> dict[int, tuple[Any, Any]]:
+    """The target's validation images at every evaluation size, decoded once a process."""
+    import numpy as np
+
+    from mlimages import pipeline
+
+    arrays = {}
+    for size in eval_sizes(params):
+        images, labels = [], []
+        for x, y in pipeline.eval_dataset(
+            val_index, size, params.finetune.eval_batch, num_classes, mode=pipeline.FINETUNE,
+            crop_fraction=params.pipeline.eval_crop_fraction,
+        ):  # fmt: skip
+            images.append(x.numpy())
+            labels.append(y.numpy())
+        arrays[size] = (np.concatenate(images), np.concatenate(labels))
+    return arrays
+
+
+def top_k(model, images, labels, batch: int) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy in percent (top-5 is top-C when there are fewer classes)."""
+    import numpy as np
+
+    from mlimages.metrics import top_k_accuracy
+
+    scores = np.concatenate(
+        [
+            np.asarray(model(images[i : i + batch], training=False), dtype=np.float32)
+            for i in range(0, len(images), batch)
+        ]
+    )
+    return 100 * top_k_accuracy(scores, labels, 1), 100 * top_k_accuracy(scores, labels, 5)
+
+
+def task_for(
+    params: Params, ckpt: int, seed: int, arrays: dict[int, tuple[Any, Any]] | None = None
+):
+    """The fine-tuning `TrainTask` of one checkpoint setting and seed."""
+    from mlimages import pipeline, records
+    from mlimages.distributed import cluster_from_environment
+    from mlimages.train import TrainTask
+
+    f = params.finetune
+    chosen = setting(params, ckpt)
+    out = seed_dir(params, ckpt, seed)
+    train_index = records.split_index(params, "target_train")
+    num_classes = train_index.num_classes
+    steps_per_epoch = train_index.steps_per_epoch(f.global_batch, cluster_from_environment().count)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"finetune.global_batch = {f.global_batch} exceeds the {train_index.records} "
+            "target_train records; expected a smaller batch or more data"
+        )
+    initialize = None
+    if chosen.pretrained:
+        source = init_source(params)
+        if source.suffix == ".keras" and not source.is_file():
+            raise FileNotFoundError(
+                f"{source}: no pretrained model; run the pretraining stage first (notebook 04, "
+                f"`mlimages pretrain --params {params.profile}`) or set finetune.init_checkpoint"
+            )
+        initialize = _initializer(source, out)
+    schedule = size_schedule(params, ckpt)
+
+    def dataset_fn(ctx, start_step: int):
+        # The schedule from `start_step` on: a resumed run continues at the size it stopped at.
+        # A resumed run reshuffles from a new seed instead of replaying its first batches.
+        parts = []
+        for first, end, size in schedule:
+            if end <= start_step:
+                continue
+            part = pipeline.train_dataset(
+                train_index, size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
+                seed=seed + start_step + first, input_context=ctx,
+                augment=params.pipeline.augment, hue_delta=params.pipeline.hue_delta,
+                shuffle_buffer=params.pipeline.shuffle_buffer,
+                cycle_length=params.pipeline.cycle_length,
+            )  # fmt: skip
+            parts.append(part.take(end - max(first, start_step)) if end < f.steps else part)
+        dataset = parts[0]
+        for part in parts[1:]:
+            dataset = dataset.concatenate(part)  # the image shape relaxes to [B, None, None, 3]
+        return dataset
+
+    eval_fn = None
+    if f.eval_every and arrays:
+
+        def eval_fn(model) -> dict[str, float]:
+            return {
+                f"val_top1@{size}": top_k(model, x, y, f.eval_batch)[0]
+                for size, (x, y) in arrays.items()
+            }
+
+    return TrainTask(
+        out=out,
+        build_model=lambda: build_model(params, num_classes, chosen),
+        dataset_fn=dataset_fn,
+        loss_kind="softmax",
+        num_classes=num_classes,
+        steps=f.steps,
+        global_batch=f.global_batch,
+        learning_rate=lr_schedule(params),
+        momentum=f.momentum,
+        weight_decay=f.weight_decay,
+        bn_weight_decay=f.bn_weight_decay,
+        checkpoint_every=f.checkpoint_every,
+        log_every=f.log_every,
+        eval_every=f.eval_every,
+        eval_fn=eval_fn,
+        initialize=initialize,
+        seed=seed,
+        progress=f.progress,
+        epoch_steps=steps_per_epoch,
+    )
+
+
+# --- the stage -------------------------------------------------------------------------------
+
+
+def _finished(out: Path, steps: int) -> bool:
+    """A complete run of `steps` steps: its model is saved and its metrics say so."""
+    metrics = out / "metrics.json"
+    if not (out / MODEL_FILE).is_file() or not metrics.is_file():
+        return False
+    return json.loads(metrics.read_text()).get("steps", 0) >= steps
+
+
+def run_seed(params: Params, ckpt: int, seed: int, strategy, arrays) -> list[dict[str, Any]]:
+    """Train (or resume, or keep a finished run) and evaluate one seed; its result rows."""
+    import keras
+
+    from mlimages.model import summary
+    from mlimages.train import configure_determinism, run
+
+    f = params.finetune
+    out = seed_dir(params, ckpt, seed)
+    if not _finished(out, f.steps):
+        configure_determinism(seed)
+        run(task_for(params, ckpt, seed, arrays), strategy)
+    model = keras.models.load_model(out / MODEL_FILE)
+    counts = summary(model)
+    params_m = (counts["params"] + counts["non_trainable_params"]) / 1e6
+    chosen = setting(params, ckpt)
+    rows = []
+    for size, (images, labels) in arrays.items():
+        top1, top5 = top_k(model, images, labels, f.eval_batch)
+        rows.append(
+            {
+                "ckpt": ckpt,
+                "setting": chosen.setting,
+                "seed": seed,
+                "model": model_name(params),
+                "img_size": size,
+                "top1": round(top1, 3),
+                "top5": round(top5, 3),
+                "param_count": round(params_m, 4),
+                "train_sizes": train_sizes_label(size_schedule(params, ckpt)),
+                "steps": f.steps,
+            }
+        )
+    write_json_atomic(out / "eval.json", {"rows": rows})
+    return rows
+
+
+def run_finetune_stage(
+    params: Params, ckpt: int | None = None, seeds: list[int] | None = None
+) -> dict[str, Any]:
+    """Fine-tune checkpoint `ckpt` once per seed in this process, evaluate every seed at both
+    sizes, and write `results.csv`, `metrics.json` and `schedule.csv` for the checkpoint."""
+    from mlimages import records
+    from mlimages.distributed import cluster_from_environment, make_strategy
+
+    ckpt = params.finetune.ckpt if ckpt is None else ckpt
+    setting(params, ckpt)  # an unknown ckpt stops before any work
+    seeds = list(params.finetune.seeds if seeds is None else seeds)
+    out = ckpt_dir(params, ckpt)
+    params.write(out / "params.yaml")
+    write_schedule(params, ckpt)
+    val_index = records.split_index(params, "target_val")
+    arrays = val_arrays(params, val_index, val_index.num_classes)
+    strategy = make_strategy(params.finetune.strategy)
+    for seed in seeds:
+        run_seed(params, ckpt, seed, strategy, arrays)
+    if not cluster_from_environment().is_chief:
+        return {"ckpt": ckpt, "seeds": seeds}
+    return collect(params, ckpt)
+
+
+def lr_schedule(params: Params):
+    """The authors' fine-tuning staircase (`recipe.finetune_schedule`) of the profile."""
+    from mlimages.recipe import finetune_schedule, lr_scale
+
+    f = params.finetune
+    scale = lr_scale(f.global_batch, f.reference_batch)
+    return finetune_schedule(f.steps, f.lr, f.decay_steps, f.decay_factor, scale)
+
+
+def write_schedule(params: Params, ckpt: int) -> Path:
+    """`schedule.csv`: image size and learning rate, piecewise constant over the steps."""
+    f = params.finetune
+    lr = lr_schedule(params)
+    sizes = size_schedule(params, ckpt)
+    cuts = sorted({0, f.steps, *(s[0] for s in sizes), *(b + 1 for b in lr.boundaries)})
+    lines = ["first_step,end_step,image_size,learning_rate"]
+    for first, end in zip(cuts, cuts[1:], strict=False):
+        if first < f.steps:
+            lines.append(f"{first},{end},{size_at(sizes, first)},{lr(first):.6g}")
+    return write_text_atomic(ckpt_dir(params, ckpt) / "schedule.csv", "\n".join(lines) + "\n")
+
+
+def collect(params: Params, ckpt: int) -> dict[str, Any]:
+    """Gather the evaluated seeds of `finetune.seeds` into `results.csv` and `metrics.json`."""
+    out = ckpt_dir(params, ckpt)
+    rows = []
+    for seed in params.finetune.seeds:
+        path = seed_dir(params, ckpt, seed) / "eval.json"
+        if path.is_file():
+            rows += json.loads(path.read_text())["rows"]
+    lines = [",".join(RESULT_COLUMNS)]
+    lines += [",".join(_csv_field(row[c]) for c in RESULT_COLUMNS) for row in rows]
+    write_text_atomic(out / "results.csv", "\n".join(lines) + "\n")
+    chosen = setting(params, ckpt)
+    schedule = size_schedule(params, ckpt)
+    metrics = {
+        "ckpt": ckpt,
+        "setting": chosen.setting,
+        "model": model_name(params),
+        "train_sizes": train_sizes_label(schedule),
+        "schedule": [{"first_step": a, "end_step": b, "image_size": s} for a, b, s in schedule],
+        "steps": params.finetune.steps,
+        "seeds": sorted({row["seed"] for row in rows}),
+        "sizes": {str(size): _spread(rows, size) for size in eval_sizes(params)},
+        "paper": paper_numbers(ckpt),
+        "rows": rows,
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics
+
+
+def _csv_field(value: Any) -> str:
+    text = str(value)
+    return f'"{text}"' if "," in text or '"' in text else text
+
+
+def _spread(rows: list[dict[str, Any]], size: int) -> dict[str, float | int]:
+    """Mean and sample standard deviation over seeds (NaN below two seeds)."""
+    summary: dict[str, float | int] = {"n": 0}
+    for metric in ("top1", "top5"):
+        values = [row[metric] for row in rows if row["img_size"] == size]
+        summary["n"] = len(values)
+        mean = sum(values) / len(values) if values else math.nan
+        var = (
+            sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+            if len(values) > 1
+            else math.nan
+        )
+        summary[f"{metric}_mean"] = mean
+        summary[f"{metric}_std"] = math.sqrt(var)
+    return summary
+
+
+def paper_numbers(ckpt: int) -> dict[str, dict[str, float]] | None:
+    """The published top-1/top-5 of `ckpt` at 224 and 299 px (`mlimages.paper`), or None
+    (ckpt 5, the linear probe, is ours)."""
+    found = {size: paper_accuracy(ckpt, size) for size in PAPER_SIZES}
+    if not any(found.values()):
+        return None
+    return {str(s): {"top1": a.top1, "top5": a.top5} for s, a in found.items() if a is not None}
+
+
+# --- subprocess launch (notebook 05) -------------------------------------------------------
+
+
+def command(profile: str | Path, overrides: dict[str, Any], ckpt: int) -> list[str]:
+    """The `mlimages finetune` arguments that reproduce a resolved notebook or CLI call."""
+    argv = ["finetune", "--params", str(profile), "--ckpt", str(ckpt), "--json"]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: types survive
+    return argv
+
+
+def launch(
+    profile: str | Path, overrides: dict[str, Any], ckpt: int, out: Path
+) -> subprocess.Popen:
+    """Start fine-tuning in a subprocess; its stderr goes to `out/launch.log`."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "launch.log", "w")  # noqa: SIM115 (the child owns it until it exits)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlimages", *command(profile, overrides, ckpt)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+
+
+def follow(process: subprocess.Popen, params: Params, ckpt: int) -> dict[str, Any]:
+    """A progress bar over every seed's log until the run ends; its JSON result, or an error
+    with the tail of its log."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from mlimages.progress import quiet
+
+    f = params.finetune
+    bar = tqdm(
+        total=f.steps * len(f.seeds), desc=f"ckpt {ckpt}", unit="step", disable=quiet(f.progress)
+    )
+
+    def done() -> int:
+        return sum(_last_step(seed_dir(params, ckpt, s)) for s in f.seeds)
+
+    while process.poll() is None:
+        bar.n = done()
+        bar.refresh()
+        time.sleep(1.0)
+    stdout = process.stdout.read() if process.stdout else ""
+    bar.n = done()
+    bar.close()
+    if process.returncode != 0:
+        tail = (ckpt_dir(params, ckpt) / "launch.log").read_text()[-3000:]
+        raise RuntimeError(f"fine-tuning failed (exit {process.returncode}); log tail:\n{tail}")
+    return json.loads(stdout[stdout.index("{") :])
+
+
+def _last_step(out: Path) -> int:
+    path = out / "log.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+# --- tables and figures (notebook 05) --------------------------------------------------------
+
+
+def read_schedule(params: Params, ckpt: int):
+    import pandas as pd
+
+    return pd.read_csv(ckpt_dir(params, ckpt) / "schedule.csv")
+
+
+def read_results(params: Params, ckpt: int):
+    import pandas as pd
+
+    return pd.read_csv(ckpt_dir(params, ckpt) / "results.csv")
+
+
+def plot_schedule(params: Params, ckpt: int):
+    """Image size and learning rate against the step: the resolution schedule of `ckpt`."""
+    import matplotlib.pyplot as plt
+
+    table = read_schedule(params, ckpt)
+    steps = [*table["first_step"], table["end_step"].iloc[-1]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+    for ax, column, title in (
+        (axes[0], "image_size", "training image size (px)"),
+        (axes[1], "learning_rate", "learning rate"),
+    ):
+        values = [*table[column], table[column].iloc[-1]]
+        ax.step(steps, values, where="post")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    axes[1].set_yscale("log")
+    sizes = sorted({params.finetune.base_size, params.finetune.large_size})
+    axes[0].set_yticks(sizes)
+    axes[0].set_ylim(min(sizes) - 4, max(sizes) + 4)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(params: Params, ckpt: int):
+    """Training loss and validation top-1 (both sizes) per seed, from each run's `log.jsonl`."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mlimages.train import read_log
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for seed in params.finetune.seeds:
+        log = pd.DataFrame(read_log(seed_dir(params, ckpt, seed)))
+        if log.empty:
+            continue
+        axes[0].plot(log["step"], log["loss"], label=f"seed {seed}")
+        for column in (c for c in log.columns if c.startswith("val_top1@")):
+            points = log.dropna(subset=[column])
+            axes[1].plot(points["step"], points[column], marker="o", label=f"seed {seed} {column}")
+    axes[0].set_title("training loss (softmax cross-entropy)")
+    axes[1].set_title("target validation top-1 (%)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def paper_comparison(params: Params, ckpt: int):
+    """Ours (mean ± std over seeds) next to the paper, base size beside 224 and large beside
+    299."""
+    import pandas as pd
+
+    metrics = json.loads((ckpt_dir(params, ckpt) / "metrics.json").read_text())
+    paper = metrics["paper"] or {}
+    f = params.finetune
+    rows = []
+    for ours, theirs in ((f.base_size, PAPER_SIZES[0]), (f.large_size, PAPER_SIZES[1])):
+        spread = metrics["sizes"][str(ours)]
+        published = paper.get(str(theirs), {})
+        rows.append(
+            {
+                "ckpt": ckpt,
+                "setting": metrics["setting"],
+                "eval size (ours / paper)": f"{ours} / {theirs}",
+                "top-1 ours": _pm(spread["top1_mean"], spread["top1_std"]),
+                "top-1 paper": published.get("top1"),
+                "top-5 ours": _pm(spread["top5_mean"], spread["top5_std"]),
+                "top-5 paper": published.get("top5"),
+                "seeds": spread["n"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str]:
+    """(difference of top-1 means, verdict) with the standard error over seeds as the yardstick."""
+    diff = a["top1_mean"] - b["top1_mean"]
+    if min(a["n"], b["n"]) < 2:
+        return diff, "too few seeds to tell it from noise"
+    se = math.sqrt(a["top1_std"] ** 2 / a["n"] + b["top1_std"] ** 2 / b["n"])
+    if diff > 2 * se:
+        return diff, "higher by more than twice the standard error over seeds"
+    if diff < -2 * se:
+        return diff, "lower by more than twice the standard error over seeds"
+    return diff, "not different beyond twice the standard error over seeds"
+
+
+def verdict(params: Params) -> str:
+    """Does the miniature show the paper's two effects? Computed from the results present."""
+    found = {}
+    for ckpt in (1, 2, 3):
+        path = ckpt_dir(params, ckpt) / "metrics.json"
+        if path.is_file():
+            found[ckpt] = json.loads(path.read_text())["sizes"]
+    base, large = str(params.finetune.base_size), str(params.finetune.large_size)
+    sentences, shown = [], []
+    for better, worse, size, theirs, effect in (
+        (2, 1, base, PAPER_SIZES[0], "pretrained beats scratch"),
+        (3, 2, large, PAPER_SIZES[1], "base then large helps at the large size"),
+    ):
+        published = [paper_accuracy(c, theirs) for c in (better, worse)]
+        paper = " vs ".join(f"{a.top1:g}" for a in published if a is not None) + f" at {theirs}"
+        if better not in found or worse not in found:
+            sentences.append(f"'{effect}' needs ckpt {worse} and {better} results (not yet run).")
+            continue
+        a, b = found[better][size], found[worse][size]
+        diff, judged = _compare(a, b)
+        shown.append(diff > 0 and judged.startswith("higher"))
+        sentences.append(
+            f"'{effect}': ckpt {better} {_pm(a['top1_mean'], a['top1_std'])} vs ckpt {worse} "
+            f"{_pm(b['top1_mean'], b['top1_std'])} top-1 at {size} px ({diff:+.1f} points, "
+            f"{judged}; paper: {paper})."
+        )
+    if len(shown) == 2:
+        head = {
+            2: "The miniature shows both of the paper's effects.",
+            1: "The miniature shows only one of the paper's two effects.",
+            0: "The miniature does not show the paper's effects.",
+        }[sum(shown)]
+        sentences.insert(0, head)
+    steps, momentum = params.finetune.steps, params.model.bn_momentum
+    held = 1 - momentum**steps
+    if held < 0.95:
+        sentences.append(
+            f"Caveat: with BN momentum {momentum} the moving statistics used at evaluation "
+            f"hold only {held:.0%} of what {steps} fine-tuning steps saw; the rest is their "
+            "starting value (the initialisation's for ckpt 1, pretraining's for the others), "
+            "which handicaps training from scratch in a short run."
+        )
+    return " ".join(sentences)

@@ -1,0 +1,142 @@
+"""The evaluation stage on the smoke profile's records, against an independent computation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlimages import cli, download, evaluate, records
+from mlimages.params import load_params
+
+TARGET_CLASSES = 4  # the smoke profile's synth.target_classes
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory):
+    """The smoke profile's validation records and a stand-in pretraining model."""
+    from mlimages.model import build_resnet
+    from mlimages.train import MODEL_FILE, save_model
+
+    runs = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLIMAGES_RUNS", str(runs))
+    params = load_params(
+        "smoke",
+        {"evaluate.batch": 16, "synth.num_train": 40, "synth.num_val": 24, "records.workers": 1},
+    )
+    download.run_download_stage(params)
+    records.run_records_stage(params, ["val", "target_val"])
+    model = build_resnet(64, blocks=[1, 1, 1, 1], width=4, image_size=32)
+    save_model(model, params.stage_dir("pretrain") / MODEL_FILE)
+    yield params
+    mp.undo()
+
+
+def _independent_scores(params, model_path: Path, size: int, mode: str):
+    """Model outputs and targets over the records, computed here without mlimages.evaluate."""
+    import keras
+
+    from mlimages import pipeline
+
+    model = keras.models.load_model(model_path)
+    split = "val" if mode == pipeline.PRETRAIN else "target_val"
+    index = records.split_index(params, split)
+    outputs, targets = [], []
+    for x, y in pipeline.eval_dataset(index, size, 7, index.num_classes, mode):
+        outputs.append(model(x, training=False).numpy())
+        targets.append(y.numpy())
+    return np.concatenate(outputs), np.concatenate(targets)
+
+
+def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
+    from sklearn.metrics import average_precision_score
+
+    from mlimages.model import build_resnet
+    from mlimages.pipeline import FINETUNE, PRETRAIN
+    from mlimages.train import MODEL_FILE, save_model
+
+    params = smoke
+    out = params.run_dir / evaluate.STAGE
+    first = evaluate.run_evaluate_stage(params)
+    assert first["single_label"].empty and not (out / "single_label.csv").exists()
+
+    logits, labels = _independent_scores(
+        params, params.run_dir / "pretrain" / MODEL_FILE, 32, PRETRAIN
+    )
+    scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    positive = labels >= 0.5
+    table = pd.read_csv(out / "multilabel.csv")
+    assert list(table["k"]) == list(range(1, 11))
+    for k in (1, 5, 10):
+        precision, recall = [], []
+        for s, y in zip(scores.astype(np.float32), positive, strict=True):
+            if y.any():
+                top = sorted(range(len(s)), key=lambda j: (-s[j], j))[:k]
+                precision.append(y[top].sum() / k)
+                recall.append(y[top].sum() / y.sum())
+        row = table[table["k"] == k].iloc[0]
+        assert row["precision_at_k"] == pytest.approx(100 * np.mean(precision), abs=1e-6)
+        assert row["recall_at_k"] == pytest.approx(100 * np.mean(recall), abs=1e-6)
+    has = positive.any(axis=0)
+    expected_map = np.mean(
+        [average_precision_score(positive[:, j], scores[:, j]) for j in np.flatnonzero(has)]
+    )
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["map"] == pytest.approx(100 * expected_map, abs=1e-4)
+    assert saved["units"] == "percent" and saved["images"] == len(labels)
+    assert saved["f1_at_5"] == pytest.approx(table.loc[table["k"] == 5, "f1_at_k"].iloc[0])
+    depth = pd.read_csv(out / "by_depth.csv")
+    assert depth["classes"].sum() == 64 and list(depth["depth"]) == list(range(len(depth)))
+    classes = pd.read_csv(out / "classes.csv")
+    assert classes["positives"].tolist() == positive.sum(axis=0).tolist()
+    assert np.load(out / "scores.npy").shape == np.load(out / "labels.npy").shape == labels.shape
+
+    # Fine-tuned checkpoints appear once they exist, at both fine-tuning sizes.
+    run = params.run_dir / "finetune" / "ckpt2" / "seed0"
+    run.mkdir(parents=True)
+    save_model(build_resnet(TARGET_CLASSES, blocks=[1, 1, 1, 1], width=4), run / MODEL_FILE)
+    second = evaluate.run_evaluate_stage(params)
+    single = pd.read_csv(out / "single_label.csv")
+    assert sorted(single["img_size"]) == [params.finetune.base_size, params.finetune.large_size]
+    for size in single["img_size"]:
+        logits, targets = _independent_scores(params, run / MODEL_FILE, size, FINETUNE)
+        top1 = 100 * np.mean(logits.argmax(axis=1) == targets)
+        assert single.loc[single["img_size"] == size, "top1"].iloc[0] == pytest.approx(top1)
+    assert len(second["summary"]["finetune"]) == 2
+
+
+def test_evaluate_verb_on_one_checkpoint(smoke, tmp_path: Path, capsys) -> None:
+    params = smoke
+    assert cli.main(["evaluate", "--params", "smoke", "--ckpt", "x.keras"]) == 2
+    assert "--ckpt needs --out" in capsys.readouterr().err
+    model = params.run_dir / "pretrain" / "model.keras"
+    argv = ["evaluate", "--params", "smoke", "--ckpt", str(model), "--out", str(tmp_path), "--json"]
+    assert cli.main(argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["split"] == "val" and {"map", "f1_at_5", "precision_at_10"} <= set(shown)
+    assert (tmp_path / "multilabel.csv").is_file()
+
+
+def test_metrics_verb_reads_npy_files(tmp_path: Path, capsys) -> None:
+    from mlimages.metrics import multilabel_metrics
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((50, 12), dtype=np.float32)
+    labels = (rng.random((50, 12)) < 0.3).astype(np.float16)
+    np.save(tmp_path / "s.npy", scores)
+    np.save(tmp_path / "l.npy", labels)
+    argv = ["metrics", "--scores", str(tmp_path / "s.npy"), "--labels", str(tmp_path / "l.npy")]
+    assert cli.main([*argv, "--k", "3", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    expected = multilabel_metrics((scores, labels), (3,))
+    assert shown["precision_at_k"] == pytest.approx(expected.instance[3]["precision"])
+    assert shown["recall_at_k"] == pytest.approx(expected.instance[3]["recall"])
+    assert shown["f1_at_k"] == pytest.approx(expected.instance[3]["f1"])
+    assert shown["map"] == pytest.approx(expected.map)
+    assert {"macro_f1", "micro_f1", "f1_per_image_at_k", "images_with_positives"} <= set(shown)
+    assert cli.main([*argv, "--k", "13"]) == 2
+    assert "expected values in 1..12" in capsys.readouterr().err

@@ -1,0 +1,192 @@
+"""Fine-tuning (checkpoints 1..5) on the smoke profile: settings, size schedule, resume, init."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlimages import cli, download, finetune, records
+from mlimages.params import load_params
+
+FAST = {"finetune.seeds": [0], "finetune.eval_every": 0}
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke profile's records, and a stand-in for its pretraining run's model.keras."""
+    from mlimages.model import build_resnet
+    from mlimages.train import save_model
+
+    runs = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLIMAGES_RUNS", str(runs))
+    params = load_params("smoke")
+    download.run_download_stage(params)
+    records.run_records_stage(params, ["target_train", "target_val"])
+    pretrained = build_resnet(11, blocks=[1, 1, 1, 1], width=8)  # any head: it is not loaded
+    save_model(pretrained, params.stage_dir("pretrain") / finetune.MODEL_FILE)
+    yield runs
+    mp.undo()
+
+
+def _tf1_weights(path: Path) -> dict[str, np.ndarray]:
+    import keras
+
+    from mlimages.model import tf1_variables
+
+    model = keras.models.load_model(path)
+    return {name: v.numpy() for name, v in tf1_variables(model).items()}
+
+
+def _results(params, ckpt: int) -> list[dict[str, str]]:
+    with open(finetune.ckpt_dir(params, ckpt) / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_size_schedules_follow_the_settings() -> None:
+    paper = load_params("paper")
+    assert finetune.size_schedule(paper, 2) == [(0, 600_000, 224)]
+    assert finetune.size_schedule(paper, 3) == [(0, 450_000, 224), (450_000, 600_000, 299)]
+    assert finetune.size_schedule(paper, 4) == [(0, 600_000, 299)]
+    default = load_params("default")
+    schedule = finetune.size_schedule(default, 3)
+    assert finetune.train_sizes_label(schedule) == "36->48"
+    assert [finetune.size_at(schedule, s) for s in (0, 89, 90, 119)] == [36, 36, 48, 48]
+    assert finetune.setting(default, 5).linear_probe and not finetune.setting(default, 1).pretrained
+    with pytest.raises(ValueError, match="ckpt 9: expected one of the checkpoints"):
+        finetune.setting(default, 9)
+
+
+def test_scratch_through_the_verb(smoke_runs: Path, capsys: pytest.CaptureFixture) -> None:
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in FAST.items()]
+    assert cli.main(["finetune", "--params", "smoke", "--ckpt", "1", *sets, "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    params = load_params("smoke", FAST)
+    rows = _results(params, 1)
+    assert list(rows[0]) == list(finetune.RESULT_COLUMNS)
+    assert [(r["seed"], r["img_size"], r["train_sizes"]) for r in rows] == [
+        ("0", "24", "24"),
+        ("0", "32", "24"),
+    ]
+    assert rows[0]["model"] == "resnet_1_1_1_1_w8" and rows[0]["steps"] == "4"
+    assert 0 <= float(rows[0]["top1"]) <= float(rows[0]["top5"]) <= 100
+    assert metrics["ckpt"] == 1 and metrics["sizes"]["24"]["n"] == 1
+    assert metrics["paper"]["224"]["top1"] == 77.8
+    run = finetune.seed_dir(params, 1, 0)
+    assert (run / "model.keras").is_file() and (run / "log.jsonl").is_file()
+    assert not (run / "init.json").exists(), "scratch loads nothing"
+
+
+def test_pretrained_from_a_tf1_checkpoint_with_an_11166_class_head(smoke_runs: Path) -> None:
+    """ckpt 2 initialised from an authors'-format checkpoint: the head is skipped and said so."""
+    from mlimages.model import build_resnet, export_tf1_checkpoint
+
+    prefix = export_tf1_checkpoint(
+        build_resnet(11_166, blocks=[1, 1, 1, 1], width=8), smoke_runs / "tf1" / "model.ckpt"
+    )
+    params = load_params("smoke", {**FAST, "finetune.init_checkpoint": str(prefix)})
+    metrics = finetune.run_finetune_stage(params, 2)
+    init = json.loads((finetune.seed_dir(params, 2, 0) / "init.json").read_text())
+    assert init["skipped"] == ["logits/dense/bias", "logits/dense/kernel"]
+    assert init["unused"] == [] and init["loaded"] > 0 and init["source"] == str(prefix)
+    assert metrics["train_sizes"] == "24" and len(_results(params, 2)) == 2
+
+
+def test_base_then_large_and_a_resume_continues_the_size_schedule(smoke_runs: Path) -> None:
+    from mlimages.distributed import make_strategy
+    from mlimages.train import read_log, run
+
+    params = load_params("smoke", FAST)
+    assert finetune.size_schedule(params, 3) == [(0, 3, 24), (3, 4, 32)]
+    task = finetune.task_for(params, 3, 0)
+    first = run(dataclasses.replace(task, steps=2), make_strategy("default"))
+    assert first["steps"] == 2
+    starts: list[int] = []
+
+    def recording(ctx, start_step: int):
+        starts.append(start_step)
+        return task.dataset_fn(ctx, start_step)
+
+    second = run(dataclasses.replace(task, dataset_fn=recording), make_strategy("default"))
+    assert second["resumed_from_step"] == 2 and second["steps"] == 4 and starts == [2]
+    resumed = [int(x.shape[1]) for x, _ in task.dataset_fn(None, 2).take(2)]
+    fresh = [int(x.shape[1]) for x, _ in task.dataset_fn(None, 0).take(4)]
+    assert resumed == [24, 32] and fresh == [24, 24, 24, 32]
+    assert [r["step"] for r in read_log(task.out)] == [1, 2, 3, 4]
+    finetune.write_schedule(params, 3)
+    schedule = finetune.read_schedule(params, 3)
+    assert list(schedule["image_size"]) == [24, 24, 24, 32]
+    assert list(schedule["learning_rate"]) == pytest.approx([0.1, 0.01, 0.001, 0.0001])
+
+
+def test_large_with_frozen_stages_keeps_stem_and_stages_0_1(smoke_runs: Path) -> None:
+    params = load_params("smoke", {**FAST, "finetune.freeze_stages": True})
+    metrics = finetune.run_finetune_stage(params, 4)
+    assert metrics["train_sizes"] == "32"
+    before = _tf1_weights(finetune.init_source(params))
+    after = _tf1_weights(finetune.seed_dir(params, 4, 0) / "model.keras")
+    frozen = [n for n in after if n.startswith(("init/", "stages_0_", "stages_1_"))]
+    assert frozen and any("moving_mean" in n for n in frozen)
+    for name in frozen:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert not np.array_equal(
+        after["stages_3_block_0/conv2_b2/conv2d/kernel"],
+        before["stages_3_block_0/conv2_b2/conv2d/kernel"],
+    )
+
+
+def test_linear_probe_trains_only_the_new_head(smoke_runs: Path) -> None:
+    params = load_params("smoke", FAST)
+    metrics = finetune.run_finetune_stage(params, 5)
+    assert metrics["paper"] is None and metrics["setting"].endswith("linear probe")
+    before = _tf1_weights(finetune.init_source(params))
+    after = _tf1_weights(finetune.seed_dir(params, 5, 0) / "model.keras")
+    for name, value in after.items():
+        if not name.startswith("logits/"):
+            np.testing.assert_array_equal(value, before[name], err_msg=name)
+    assert after["logits/dense/kernel"].shape[1] == 4 != before["logits/dense/kernel"].shape[1]
+
+
+def test_wrong_shapes_and_missing_names_are_refused_by_name(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from mlimages.model import build_resnet, tf1_variables
+    from mlimages.train import save_model
+
+    params = load_params("smoke")
+    model = finetune.build_model(params, 4, finetune.setting(params, 2))
+    good = {n: v.numpy() for n, v in tf1_variables(model).items()}
+    bad_name = "stages_1_block_0/conv2_b2/conv2d/kernel"
+    for label, tensors in (
+        ("shape", {**good, bad_name: np.zeros((3, 3, 1, 1), np.float32)}),
+        ("missing", {n: v for n, v in good.items() if n != bad_name}),
+    ):
+        prefix = tmp_path / label / "model.ckpt"
+        prefix.parent.mkdir()
+        names = sorted(tensors)
+        tf.raw_ops.SaveV2(
+            prefix=str(prefix),
+            tensor_names=names,
+            shape_and_slices=[""] * len(names),
+            tensors=[tf.constant(tensors[n]) for n in names],
+        )
+        with pytest.raises(ValueError, match=bad_name):
+            finetune.load_pretrained(model, prefix)
+    wider = save_model(build_resnet(7, blocks=[1, 1, 1, 1], width=16), tmp_path / "wide.keras")
+    with pytest.raises(ValueError, match="variable 'init/init_conv/conv2d/kernel' has shape"):
+        finetune.load_pretrained(model, wider)
+
+
+def test_the_authors_checkpoint_initialises_a_new_head(shared: Path) -> None:
+    """Their ResNet-50 (10 classes) into a 4-class ResNet-50: body loaded, head skipped."""
+    from mlimages.model import build_resnet, tf1_variables
+
+    model = build_resnet(4, 50)
+    report = finetune.load_pretrained(model, shared / "ckpt-resnet50-authors-random")
+    assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
+    assert len(report.loaded) == len(tf1_variables(model)) - 2
