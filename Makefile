@@ -31,22 +31,29 @@ test: $(STAMP) lint  ## unit tests, then every notebook on the smoke profile thr
 # command because TF 2.13 needs numpy <= 1.24.3.
 HVD_VENV := .venv-horovod
 HVD_BIN := $(HVD_VENV)/bin
+HVD_BUILT := $(HVD_VENV)/.horovod-built-stamp
 HVD_STAMP := $(HVD_VENV)/.installed-stamp
 PYTHON_HOROVOD ?= python3.11
 HVD_FLAGS := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-$(HVD_STAMP): pyproject.toml
+$(HVD_BUILT):  # TensorFlow 2.13 and the Horovod build: once (minutes)
 	test -x $(HVD_BIN)/python || $(PYTHON_HOROVOD) -m venv $(HVD_VENV)
 	$(HVD_BIN)/python -m pip install --quiet --upgrade pip
 	$(HVD_BIN)/python -m pip install --quiet 'tensorflow-cpu==2.13.1' 'numpy==1.24.3' \
 		'setuptools<70' wheel 'cmake>=3.13' packaging psutil pyyaml cloudpickle
 	$(HVD_FLAGS) $(HVD_BIN)/python -m pip install --quiet --no-build-isolation --no-cache-dir \
 		'horovod==0.28.1'
+	$(HVD_BIN)/horovodrun --check-build
+	touch $(HVD_BUILT)
+
+# This package without its (TF 2.21-era) pins, then what the training path imports at versions
+# numpy 1.24 allows. pip then warns that TF 2.13 wants typing-extensions < 4.6: pydantic 2 needs
+# a newer one, and TF 2.13 runs with it.
+$(HVD_STAMP): $(HVD_BUILT) pyproject.toml
 	$(HVD_BIN)/python -m pip install --quiet --no-deps -e .
 	$(HVD_BIN)/python -m pip install --quiet 'numpy==1.24.3' 'pandas>=2.0,<2.1' 'pydantic>=2.5' \
 		'pyyaml>=6' 'tqdm>=4.66' 'pillow>=10' 'google-crc32c>=1.5' 'pytest>=8' 'pytest-timeout>=2.3'
-	$(HVD_BIN)/horovodrun --check-build
 	touch $(HVD_STAMP)
 
 horovod-env: $(HVD_STAMP)  ## the Horovod backend's environment (TF 2.13 CPU, Gloo); ~4 min once
@@ -66,4 +73,4 @@ gpu: $(STAMP)  ## swap the CPU build of TensorFlow for the CUDA one (Linux x86_6
 	$(BIN)/python -m pip install --quiet 'tensorflow[and-cuda]>=2.16'
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(HVD_VENV) runs .pytest_cache
