@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= default
 KERNEL := mlimages
 
-.PHONY: study test horovod-env test-horovod lint lab bench gpu clean
+.PHONY: study test test-slow horovod-env test-horovod lint lab bench gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: $(STAMP)
 test: $(STAMP) lint  ## unit tests, then every notebook on the smoke profile through nbval
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=900
 	MLIMAGES_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --timeout=900 -p no:cacheprovider notebooks/
+
+test-slow: $(STAMP)  ## the slow tests: e.g. two whole smoke studies give identical tables
+	$(BIN)/python -m pytest -q -m slow --timeout=3600
 
 # Horovod's last release (0.28.1) is source-only and compiles against TensorFlow <= 2.13 only
 # (Keras 2): its own venv, CPU, Gloo, no MPI (DESIGN §6). numpy is pinned with TensorFlow in one

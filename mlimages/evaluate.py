@@ -285,6 +285,8 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
     for name, table in tables.items():
         if len(table) or name != "single_label":
             table.to_csv(out / f"{name}.csv", index=False)
+        else:  # no fine-tuned checkpoints (any more): no table from an earlier run
+            (out / f"{name}.csv").unlink(missing_ok=True)
     write_json_atomic(out / "metrics.json", _plain(summary))
     return {"summary": summary, "result": result, "taxonomy": taxonomy, **tables}
 
@@ -309,17 +311,7 @@ def evaluate_checkpoint(
     params.write(out / "params.yaml")
     model = load_model(ckpt)
     classes = num_classes_of(model)
-    if split is None:
-        candidates = [
-            s
-            for s in ("val", "target_val")
-            if records.split_index(params, s).num_classes == classes
-        ]
-        if not candidates:
-            raise ValueError(
-                f"{ckpt}: {classes} classes; neither val nor target_val records have as many"
-            )
-        split = candidates[0]
+    split = split or _split_with_classes(params, classes, ckpt)
     index = records.split_index(params, split)
     summary: dict[str, Any] = {
         "model": str(ckpt),
@@ -355,6 +347,17 @@ def evaluate_checkpoint(
         summary |= percent(result.summary())
     write_json_atomic(out / "metrics.json", _plain(summary))
     return _plain(summary)
+
+
+def _split_with_classes(params: Params, classes: int, ckpt: str | Path) -> str:
+    """`val` or `target_val`, whichever records exist with `classes` classes."""
+    for split in ("val", "target_val"):
+        try:
+            if records.split_index(params, split).num_classes == classes:
+                return split
+        except FileNotFoundError:
+            continue
+    raise ValueError(f"{ckpt}: {classes} classes; no val or target_val records have as many")
 
 
 def multilabel_tables(

@@ -88,12 +88,17 @@ def run_tagging(
 ) -> list[dict[str, Any]]:
     """The `mlimages tag` verb: one entry an image with its tags."""
     from mlimages import image_input
-    from mlimages.checkpoint import default_image_size, load_model
+    from mlimages.checkpoint import default_image_size, load_model, num_classes_of
     from mlimages.taxonomy import load_dictionary
 
     taxonomy = load_dictionary(dictionary)
     paths = image_input.image_paths(inputs)
     model = load_model(ckpt, **architecture)
+    if num_classes_of(model) != taxonomy.num_classes:
+        raise ValueError(
+            f"{ckpt}: {num_classes_of(model)} classes; the dictionary {dictionary} has "
+            f"{taxonomy.num_classes}; expected the dictionary it was trained with (--dictionary)"
+        )
     size = image_size or default_image_size(model)
     scores = predict(model, paths, size, batch=batch)
     tags = top_tags(scores, taxonomy, top_k, leaves_only, threshold)
