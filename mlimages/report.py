@@ -320,19 +320,15 @@ def multilabel_table(params: Params) -> pd.DataFrame:
 
 
 def _multilabel_f1(path: Path) -> dict[int, float]:
-    """k -> instance-level F1 (%) from an evaluation table with a `k` column and an F1 column."""
+    """k -> instance-level F1 (%) from notebook 06's multilabel.csv (`k`, `f1_at_k` in percent)."""
     if not path.is_file():
         return {}
     frame = pd.read_csv(path)
-    if "level" in frame.columns:
-        frame = frame[frame["level"].astype(str).str.startswith("instance")]
-    f1 = [c for c in frame.columns if "f1" in c.lower() and "class" not in c.lower()]
-    f1.sort(key=lambda c: c.lower() not in ("f1", "instance_f1"))  # the paper's F1 first
-    if "k" not in frame.columns or not f1:
-        raise ValueError(f"{path}: expected a `k` column and an instance-level F1 column")
-    values = frame.dropna(subset=["k"]).set_index("k")[f1[0]].astype(float)
-    scale = 100.0 if values.max() <= 1.0 else 1.0
-    return {int(k): round(float(v) * scale, 2) for k, v in values.items()}
+    missing = {"k", "f1_at_k"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}; expected k and f1_at_k (%)")
+    values = frame.set_index("k")["f1_at_k"].astype(float)
+    return {int(k): round(float(v), 2) for k, v in values.items()}
 
 
 # --- deviations ----------------------------------------------------------------------------

@@ -62,9 +62,10 @@ def write_stage_metrics(params: Params) -> None:
         (run / stage).mkdir(parents=True, exist_ok=True)
         (run / stage / "metrics.json").write_text(json.dumps(payload))
     (run / "evaluate").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(
-        {"k": range(1, 11), "precision": 0.5, "recall": 0.4, "f1": np.linspace(0.1, 0.3, 10)}
-    ).to_csv(run / "evaluate" / "multilabel.csv", index=False)
+    pd.DataFrame(  # notebook 06's columns, figures in percent
+        {"k": range(1, 11), "precision_at_k": 50.0, "recall_at_k": 40.0,
+         "f1_at_k": np.linspace(10, 30, 10), "f1_per_image_at_k": 20.0}
+    ).to_csv(run / "evaluate" / "multilabel.csv", index=False)  # fmt: skip
 
 
 @pytest.fixture
@@ -135,6 +136,9 @@ def test_dataset_and_multilabel_tables(smoke: Params) -> None:
     multi = report.multilabel_table(smoke)
     assert multi["paper"].tolist() == [23.3, 28.1]
     assert multi["ours"].tolist() == pytest.approx([np.linspace(10, 30, 10)[4], 30.0], abs=0.01)
+    (smoke.run_dir / "evaluate" / "multilabel.csv").write_text("k,f1\n5,0.2\n")
+    with pytest.raises(ValueError, match=r"multilabel.csv: missing columns \['f1_at_k'\]"):
+        report.multilabel_table(smoke)
 
 
 def test_hierarchy_on_the_authors_dictionary(runs: Path, shared: Path) -> None:
