@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from mlimages.atomic import write_json_atomic, write_text_atomic
+from mlimages.launch import follow as follow_run
+from mlimages.launch import start, verb_command
 from mlimages.paper import PAPER_SIZES, paper_accuracy
 from mlimages.params import CheckpointSetting, Params
 
@@ -117,18 +118,10 @@ def build_model(params: Params, num_classes: int, chosen: CheckpointSetting):
     changes it), and the setting's frozen layers: frozen layers get `trainable = False`, so
     the engine does not train them and Keras 3 runs their BN in inference mode (statistics
     frozen too)."""
-    from mlimages.model import LOGITS_LAYER, build_resnet, dtype_policy, set_bn_momentum
+    from mlimages.model import LOGITS_LAYER, model_from_params
 
-    m = params.model
-    model = build_resnet(
-        num_classes,
-        m.depth,
-        blocks=m.blocks,
-        width=m.width,
-        image_size=None,
-        dtype=dtype_policy(m.mixed_precision),
-    )
-    set_bn_momentum(model, m.bn_momentum)
+    # The target task's head, whatever class count the profile gives the pretraining model.
+    model = model_from_params(params.model.model_copy(update={"num_classes": None}), num_classes)
     for layer in model.layers:
         if chosen.linear_probe:
             layer.trainable = layer.name == LOGITS_LAYER
@@ -470,60 +463,27 @@ def paper_numbers(ckpt: int) -> dict[str, dict[str, float]] | None:
 
 def command(profile: str | Path, overrides: dict[str, Any], ckpt: int) -> list[str]:
     """The `mlimages finetune` arguments that reproduce a resolved notebook or CLI call."""
-    argv = ["finetune", "--params", str(profile), "--ckpt", str(ckpt), "--json"]
-    for key, value in overrides.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: types survive
-    return argv
+    return verb_command("finetune", profile, overrides, "--ckpt", str(ckpt))
 
 
 def launch(
     profile: str | Path, overrides: dict[str, Any], ckpt: int, out: Path
 ) -> subprocess.Popen:
     """Start fine-tuning in a subprocess; its stderr goes to `out/launch.log`."""
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "launch.log", "w")  # noqa: SIM115 (the child owns it until it exits)
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlimages", *command(profile, overrides, ckpt)],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
+    return start(command(profile, overrides, ckpt), out)
 
 
 def follow(process: subprocess.Popen, params: Params, ckpt: int) -> dict[str, Any]:
-    """A progress bar over every seed's log until the run ends; its JSON result, or an error
-    with the tail of its log."""
-    import time
-
-    from tqdm.auto import tqdm
-
-    from mlimages.progress import quiet
+    """A progress bar over every seed's log until the run ends; its JSON result."""
+    from mlimages.train import last_logged_step
 
     f = params.finetune
-    bar = tqdm(
-        total=f.steps * len(f.seeds), desc=f"ckpt {ckpt}", unit="step", disable=quiet(f.progress)
-    )
 
     def done() -> int:
-        return sum(_last_step(seed_dir(params, ckpt, s)) for s in f.seeds)
+        return sum(last_logged_step(seed_dir(params, ckpt, s)) for s in f.seeds)
 
-    while process.poll() is None:
-        bar.n = done()
-        bar.refresh()
-        time.sleep(1.0)
-    stdout = process.stdout.read() if process.stdout else ""
-    bar.n = done()
-    bar.close()
-    if process.returncode != 0:
-        tail = (ckpt_dir(params, ckpt) / "launch.log").read_text()[-3000:]
-        raise RuntimeError(f"fine-tuning failed (exit {process.returncode}); log tail:\n{tail}")
-    return json.loads(stdout[stdout.index("{") :])
-
-
-def _last_step(out: Path) -> int:
-    path = out / "log.jsonl"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    return json.loads(lines[-1])["step"] if lines else 0
+    total = f.steps * len(f.seeds)
+    return follow_run(process, ckpt_dir(params, ckpt), total, done, f"ckpt {ckpt}", f.progress)
 
 
 # --- tables and figures (notebook 05) --------------------------------------------------------

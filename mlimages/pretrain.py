@@ -8,12 +8,12 @@ reconfigured for a cluster.
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from mlimages.launch import follow as follow_run
+from mlimages.launch import start, verb_command
 from mlimages.params import Params
 
 STAGE = "pretrain"
@@ -122,54 +122,23 @@ def run_pretrain_stage(params: Params, out: Path | None = None) -> dict[str, Any
 
 def command(profile: str | Path, overrides: dict[str, Any], out: Path, workers: int) -> list[str]:
     """The `mlimages pretrain` arguments that reproduce a resolved notebook or CLI call."""
-    argv = ["pretrain", "--params", str(profile), "--out", str(out), "--json"]
-    argv += ["--workers", str(workers)]
-    for key, value in overrides.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: types survive
-    return argv
+    return verb_command(STAGE, profile, overrides, "--out", str(out), "--workers", str(workers))
 
 
 def launch(
     profile: str | Path, overrides: dict[str, Any], out: Path, workers: int
 ) -> subprocess.Popen:
     """Start pretraining in a subprocess; the caller follows `out/log.jsonl`."""
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "launch.log", "w")  # noqa: SIM115 (the child owns it until it exits)
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlimages", *command(profile, overrides, out, workers)],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
+    return start(command(profile, overrides, out, workers), out)
 
 
 def follow(
     process: subprocess.Popen, out: Path, total_steps: int, progress: bool | None = None
 ) -> dict:
-    """Show a progress bar from the run's log until it ends; its JSON result, or an error with
-    the tail of its log."""
-    import time
+    """A progress bar from the run's log until it ends; its JSON result."""
+    from mlimages.train import last_logged_step
 
-    from tqdm.auto import tqdm
-
-    from mlimages.progress import quiet
-    from mlimages.train import read_log
-
-    bar = tqdm(total=total_steps, desc="pretraining", unit="step", disable=quiet(progress))
-    while process.poll() is None:
-        records = read_log(out)
-        if records:
-            bar.n = records[-1]["step"]
-            bar.set_postfix(loss=f"{records[-1]['loss']:.4f}")
-            bar.refresh()
-        time.sleep(1.0)
-    stdout = process.stdout.read() if process.stdout else ""
-    bar.n = read_log(out)[-1]["step"] if read_log(out) else bar.n
-    bar.close()
-    if process.returncode != 0:
-        tail = (out / "launch.log").read_text()[-3000:]
-        raise RuntimeError(f"pretraining failed (exit {process.returncode}); log tail:\n{tail}")
-    return json.loads(stdout[stdout.index("{") :])
+    return follow_run(process, out, total_steps, lambda: last_logged_step(out), STAGE, progress)
 
 
 def plot_curves(out: Path):

@@ -338,6 +338,13 @@ def read_log(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def last_logged_step(out: Path) -> int:
+    """The last step in `out/log.jsonl` (0 before the first log line); cheap enough to poll."""
+    path = out / "log.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
 def precision_recall_eval(images: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)):
     """An eval_fn: instance-level P/R@k of the model on a fixed held-out slice."""
     from mlimages.metrics import instance_metrics_at_k

@@ -22,3 +22,19 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every run folder at a temporary directory."""
     monkeypatch.setenv("MLIMAGES_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="module")
+def smoke_stages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder holding the smoke profile's download and records stages, once a module."""
+    from mlimages import download, records
+    from mlimages.params import load_params
+
+    runs = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLIMAGES_RUNS", str(runs))
+    params = load_params("smoke")
+    download.run_download_stage(params)
+    records.run_records_stage(params)
+    yield runs
+    mp.undo()

@@ -10,28 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages import cli, download, finetune, records
+from mlimages import cli, finetune
 from mlimages.params import load_params
 
 FAST = {"finetune.seeds": [0], "finetune.eval_every": 0}
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smoke_runs(smoke_stages: Path) -> Path:
     """The smoke profile's records, and a stand-in for its pretraining run's model.keras."""
     from mlimages.model import build_resnet
     from mlimages.train import save_model
 
-    runs = tmp_path_factory.mktemp("runs")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLIMAGES_RUNS", str(runs))
     params = load_params("smoke")
-    download.run_download_stage(params)
-    records.run_records_stage(params, ["target_train", "target_val"])
     pretrained = build_resnet(11, blocks=[1, 1, 1, 1], width=8)  # any head: it is not loaded
     save_model(pretrained, params.stage_dir("pretrain") / finetune.MODEL_FILE)
-    yield runs
-    mp.undo()
+    return smoke_stages
 
 
 def _tf1_weights(path: Path) -> dict[str, np.ndarray]:

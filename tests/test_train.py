@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from mlimages import download, records
 from mlimages.params import load_params
 
 FAST = {
@@ -25,16 +24,8 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Download and records stages of the smoke profile, once for the module."""
-    runs = tmp_path_factory.mktemp("runs")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLIMAGES_RUNS", str(runs))
-    params = load_params("smoke")
-    download.run_download_stage(params)
-    records.run_records_stage(params)
-    yield runs
-    mp.undo()
+def smoke_runs(smoke_stages: Path) -> Path:
+    return smoke_stages
 
 
 def _cli(runs: Path, *args: str, **overrides) -> list[str]:

@@ -15,9 +15,6 @@ from pathlib import Path
 import psutil  # a dependency of Horovod's own launcher
 import pytest
 
-from mlimages import download, records
-from mlimages.params import load_params
-
 FAST = {
     "pretrain.global_batch": 16,
     "pretrain.image_size": 32,
@@ -36,16 +33,8 @@ def test_this_environment_has_horovod_with_gloo_and_tensorflow() -> None:
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Download and records stages of the smoke profile, once for the module."""
-    runs = tmp_path_factory.mktemp("runs")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLIMAGES_RUNS", str(runs))
-    params = load_params("smoke")
-    download.run_download_stage(params)
-    records.run_records_stage(params)
-    yield runs
-    mp.undo()
+def smoke_runs(smoke_stages: Path) -> Path:
+    return smoke_stages
 
 
 def _cli(out: Path, steps: int) -> list[str]:
