@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         table = read_label_list(path, num_classes=NUM_CLASSES, progress=False)
         stats = label_stats(table, NUM_CLASSES)
         fast_s, fast_cpu = time.perf_counter() - t0, time.process_time() - c0
+        # A second call in the same process: what a long-lived process (a notebook kernel,
+        # a 17.6M-line list in chunks) sees once the scanner is loaded. Not the goal's figure.
+        t0 = time.perf_counter()
+        label_stats(read_label_list(path, num_classes=NUM_CLASSES, progress=False), NUM_CLASSES)
+        warm_s = time.perf_counter() - t0
         load_after = os.getloadavg()[0]
 
     if table.num_labels != loop_labels or len(table) != args.lines:
@@ -122,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "python_loop_lines_per_s": args.lines / loop_s,
         "read_label_list_lines_per_s": args.lines / fast_s,
         "speedup": speedup,
+        "second_call_s": warm_s,
+        "second_call_speedup": loop_s / warm_s,
         "engine": engine,
         "bytes_per_label": bytes_per_label,
         "stats": stats,
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python loop           : {args.lines / loop_s:12,.0f} lines/s ({loop_s:.2f} s)")
     print(f"read_label_list+stats : {args.lines / fast_s:12,.0f} lines/s ({fast_s:.2f} s)")
     print(f"speed-up              : {speedup:.1f}x (goal >= {SPEEDUP_GOAL:.0f}x, {engine})")
+    print(f"second call, warm     : {loop_s / warm_s:.1f}x ({warm_s:.2f} s; not the goal's figure)")
     print(
         f"cpu seconds           : loop {loop_cpu:.2f}, read+stats {fast_cpu:.2f} "
         f"({os.cpu_count()} cpus, load {load_before:.1f} -> {load_after:.1f})"
