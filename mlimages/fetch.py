@@ -68,17 +68,20 @@ class Fetched:
 
 @dataclass(frozen=True)
 class FetchRules:
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    total_timeout: float = 120.0
-    retries: int = 3
-    backoff: float = 1.0
-    backoff_max: float = 60.0
-    max_redirects: int = 5
-    max_bytes: int = 64 << 20
-    per_host: int = 16
-    file_root: Path | None = None
-    placeholder_urls: tuple[str, ...] = ()
+    """One download's limits; built from a profile's `download` section (which holds the
+    defaults) by `mlimages.download.fetch_rules`."""
+
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    retries: int
+    backoff: float
+    backoff_max: float
+    max_redirects: int
+    max_bytes: int
+    per_host: int
+    file_root: Path | None
+    placeholder_urls: tuple[str, ...]
 
 
 class Fetcher:

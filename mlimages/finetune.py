@@ -138,34 +138,10 @@ def load_pretrained(model, source: str | Path):
     with its name; names the source has and the model lacks are reported as `unused`.
     Returns `mlimages.model.LoadReport`.
     """
-    import numpy as np
+    from mlimages.model import load_keras_weights, load_tf1_checkpoint
 
-    from mlimages.model import LOGITS_LAYER, LoadReport, load_tf1_checkpoint, tf1_variables
-
-    source = Path(source)
-    if source.suffix != ".keras":
-        return load_tf1_checkpoint(model, source, skip_logits=True)
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: no pretrained model here")
-    import keras
-
-    donor = {n: v.numpy() for n, v in tf1_variables(keras.models.load_model(source)).items()}
-    wanted = tf1_variables(model)
-    skipped = sorted(n for n in wanted if n.startswith(f"{LOGITS_LAYER}/"))
-    missing = sorted(n for n in wanted if n not in donor and n not in skipped)
-    if missing:
-        raise ValueError(f"{source}: lacks {len(missing)} model variables: {', '.join(missing)}")
-    for name, variable in wanted.items():
-        if name not in skipped and tuple(donor[name].shape) != tuple(variable.shape):
-            raise ValueError(
-                f"{source}: variable {name!r} has shape {list(donor[name].shape)}; "
-                f"the model expects {list(variable.shape)}"
-            )
-    loaded = sorted(n for n in wanted if n not in skipped)
-    for name in loaded:  # assign only once everything is known to fit
-        wanted[name].assign(donor[name].astype(np.dtype(wanted[name].dtype)))
-    unused = sorted(n for n in donor if n not in wanted)
-    return LoadReport(loaded=loaded, skipped=skipped, unused=unused)
+    load = load_keras_weights if Path(source).suffix == ".keras" else load_tf1_checkpoint
+    return load(model, source, skip_logits=True)
 
 
 def _initializer(source: Path, out: Path):
@@ -298,7 +274,6 @@ def task_for(
         eval_every=f.eval_every,
         eval_fn=eval_fn,
         initialize=initialize,
-        seed=seed,
         progress=f.progress,
         epoch_steps=steps_per_epoch,
     )

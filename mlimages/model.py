@@ -17,7 +17,7 @@ mean (the features), then a dense layer with bias (the logits).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,6 +235,34 @@ def load_tf1_checkpoint(
     prefix = _checkpoint_prefix(path)
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
+    return assign_by_name(model, shapes, reader.get_tensor, prefix, skip_logits=skip_logits)
+
+
+def load_keras_weights(
+    model: keras.Model, path: str | os.PathLike, *, skip_logits: bool = False
+) -> LoadReport:
+    """`load_tf1_checkpoint` for a saved `.keras` model (our pretraining run): the same
+    by-name rules, the donor's variables named as the authors' would be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved model here")
+    donor = tf1_variables(keras.models.load_model(path))
+    shapes = {name: tuple(v.shape) for name, v in donor.items()}
+    return assign_by_name(
+        model, shapes, lambda name: donor[name].numpy(), str(path), skip_logits=skip_logits
+    )
+
+
+def assign_by_name(
+    model: keras.Model,
+    shapes: Mapping[str, Sequence[int]],
+    value_of: Callable[[str], np.ndarray],
+    source: str,
+    *,
+    skip_logits: bool = False,
+) -> LoadReport:
+    """Assign named values to `model`'s variables (named as the authors'), all or nothing:
+    a missing name or a shape mismatch stops, naming the variable, before anything changes."""
     wanted = tf1_variables(model)
     skipped = [n for n in wanted if skip_logits and n.startswith(f"{LOGITS_LAYER}/")]
     missing = sorted(n for n in wanted if n not in shapes and n not in skipped)
@@ -242,17 +270,17 @@ def load_tf1_checkpoint(
         shown = ", ".join(missing[:5]) + (
             f", … ({len(missing)} in all)" if len(missing) > 5 else ""
         )
-        raise ValueError(f"{prefix}: checkpoint lacks {len(missing)} model variables: {shown}")
+        raise ValueError(f"{source}: checkpoint lacks {len(missing)} model variables: {shown}")
     values = {}
     for name, variable in wanted.items():
         if name in skipped:
             continue
         if tuple(shapes[name]) != tuple(variable.shape):
             raise ValueError(
-                f"{prefix}: variable {name!r} has shape {list(shapes[name])} in the checkpoint; "
+                f"{source}: variable {name!r} has shape {list(shapes[name])} in the checkpoint; "
                 f"the model expects {list(variable.shape)}"
             )
-        values[name] = reader.get_tensor(name)
+        values[name] = value_of(name)
     for name, value in values.items():  # assign only once everything is known to fit
         wanted[name].assign(value.astype(np.dtype(wanted[name].dtype)))
     unused = sorted(n for n in shapes if n not in wanted)

@@ -96,7 +96,6 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
             "pos_weight": params.loss.pos_weight,
             "select_seed": params.loss.select_seed,
         },
-        seed=params.seed,
         progress=p.progress,
         max_seconds=p.max_seconds,
         epoch_steps=steps_per_epoch,

@@ -9,16 +9,14 @@ decay_steps)` (staircase: the new value starts *at* a multiple). Steps are the o
 iteration count before the update, as TF1's `global_step` and Keras' `optimizer.iterations`.
 
 Both are piecewise constant in the step, so each is also given as a `Schedule` (boundaries and
-values with Keras' `PiecewiseConstantDecay` semantics) that a training loop can hand to a Keras
-optimiser and that a test checks against the closed forms.
+values with Keras' `PiecewiseConstantDecay` semantics, which a test checks) that the training
+loop evaluates once a step.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import keras
 
 from mlimages.params import ScheduleParams
 
@@ -117,12 +115,6 @@ class Schedule:
 
     def __call__(self, step: int) -> float:
         return self.values[sum(step > b for b in self.boundaries)]
-
-    def to_keras(self) -> keras.optimizers.schedules.PiecewiseConstantDecay:
-        """For a Keras optimiser: evaluated on `optimizer.iterations` inside the graph."""
-        return keras.optimizers.schedules.PiecewiseConstantDecay(
-            list(self.boundaries), list(self.values)
-        )
 
 
 def pretrain_schedule(

@@ -53,9 +53,7 @@ class TrainTask:
     eval_every: int = 0
     eval_fn: Callable[[Any], dict[str, float]] | None = None
     initialize: Callable[[Any], dict] | None = None  # e.g. load pretrained weights when fresh
-    trainable_filter: Callable[[Any], bool] | None = None  # e.g. freeze stages 0-1
     loss_options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
     progress: bool | None = None
     keep_checkpoints: int = 3
     max_seconds: float | None = None  # stop early (after a checkpoint) when exceeded
@@ -86,8 +84,8 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
     replicas = strategy.num_replicas_in_sync if hvd is None else hvd.size()
     with strategy.scope():
         model = task.build_model()
-        variables = [v for v in model.trainable_variables if _is_trained(v, task)]
-        raw = [_tf_variable(v) for v in variables]
+        # Frozen layers (trainable = False) are simply not among the trainable variables.
+        raw = [_tf_variable(v) for v in model.trainable_variables]
         slots = [tf.Variable(tf.zeros_like(v), trainable=False, name="momentum") for v in raw]
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         counters = (
@@ -269,18 +267,11 @@ def save_model(model, path: Path) -> Path:
 
 
 def _tf_variable(variable):
-    """The tf.Variable (mirrored under a strategy) behind a Keras 3 variable."""
-    return getattr(variable, "value", variable) if not _is_tf_variable(variable) else variable
-
-
-def _is_tf_variable(variable) -> bool:
+    """The tf.Variable (mirrored under a strategy) behind a Keras 3 variable; Keras 2's
+    variables (the Horovod environment) already are one."""
     import tensorflow as tf
 
-    return isinstance(variable, tf.Variable)
-
-
-def _is_trained(variable, task: TrainTask) -> bool:
-    return task.trainable_filter is None or task.trainable_filter(variable)
+    return variable if isinstance(variable, tf.Variable) else variable.value
 
 
 class _Log:
