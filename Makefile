@@ -8,7 +8,7 @@ KERNEL := mlimages
 
 .PHONY: study test test-slow horovod-env test-horovod lint lab bench gpu clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py mlimages/_labelscan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MISMATCH: loop saw {loop_labels} labels, read_label_list {table.num_labels}")
         return 2
     speedup = loop_s / fast_s
-    # Which fast path ran; the time above includes loading it (numba: ~0.5 s of CPU a process).
-    compiled = size >= annotations._COMPILED_MIN_BYTES and annotations._compiled("_scan_lines")
-    engine = "numba scanner" if compiled else "numpy"
+    engine = "C scanner" if annotations._labelscan is not None else "numpy"
     bytes_per_label = table.label_nbytes / max(table.num_labels, 1)
     result = {
         "lines": args.lines,

@@ -2,15 +2,17 @@
 
 A label list has one image per line, ``key<whitespace>idx:conf idx:conf ...``; ``idx`` without
 ``:conf`` means confidence 1.0. The full training list has 17.6M lines, so parsing runs over
-chunks of lines on a fast path: a byte scanner compiled by numba for large files (where numba
-is installed), vectorised numpy otherwise. A plain per-line parser stays the reference for
-anything the fast path does not recognise, and the only source of error messages.
+chunks of lines on a fast path: a byte scanner in C (``mlimages/_labelscan.c``, built at
+install where a compiler is found), vectorised numpy otherwise. A plain per-line parser stays
+the reference for anything the fast path does not recognise, and the only source of error
+messages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import re
 import sys
@@ -24,6 +26,11 @@ from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
+
+try:  # the C scanner, built at install by setup.py where a compiler was found
+    from mlimages import _labelscan
+except ImportError:  # pragma: no cover - exercised by installs without a compiler
+    _labelscan = None
 
 __all__ = ["LabelListError", "LabelTable", "Taxonomy", "label_stats", "read_label_list"]
 
@@ -211,14 +218,13 @@ class LabelTable:
     def _kind_codes(self, compiled: bool | None = None) -> np.ndarray:
         """Per-key kind (index into ``_KINDS``), read from each key's first 16 bytes.
 
-        Large tables use the compiled ``_key_kind_codes`` where numba is installed.
+        ``compiled`` (default: where built) selects the C classifier, else numpy runs.
         """
         codes = np.zeros(len(self), dtype=np.int8)
         if compiled is None:
-            compiled = len(self) >= _COMPILED_MIN_ROWS
-        kernel = _compiled("_key_kind_codes") if compiled else None
-        if kernel is not None:
-            kernel(self.key_bytes, self.key_offsets, codes)
+            compiled = _labelscan is not None
+        if compiled:
+            _labelscan.key_kind_codes(self.key_bytes, self.key_offsets, codes)
             return codes
         for r0, r1 in _spans(self.key_offsets, _PIECE_BYTES):
             o0, o1 = int(self.key_offsets[r0]), int(self.key_offsets[r1])
@@ -520,10 +526,8 @@ _POW10 = 10.0 ** np.arange(9)
 _SLICE_BYTES = 1 << 20
 _PIECE_BYTES = 1 << 20
 _PAD_BYTES = 32  # readable bytes after a chunk, for the 3-word gathers
-# Files from this size on use the compiled scanner: below it the numpy path is done before
-# numba would have loaded (~0.6 s) and it keeps small reads (tests, CLI) free of numba.
-_COMPILED_MIN_BYTES = 1 << 26
-_COMPILED_MIN_ROWS = 1 << 19  # the same for tables (~65 MiB of ML-Images lines)
+_PREFAULT_MIN_BYTES = 1 << 24  # output columns from this size on are mapped, their pages at once
+_MADV_POPULATE_WRITE = 23  # <linux/mman.h>; Python's mmap module names it from 3.13 on
 
 
 def _head_words(
@@ -762,13 +766,13 @@ class _Scratch(threading.local):
 class _FastState:
     """What the fast path keeps across the chunks of one read.
 
-    ``compiled`` selects the numba scanner (``_scan_lines``) where numba is installed; otherwise
-    the numpy path runs, with one token vocabulary per thread.
+    ``compiled`` selects the C scanner (``_labelscan.scan_lines``); otherwise the numpy path
+    runs, with one token vocabulary per thread.
     """
 
     def __init__(self, num_classes: int | None, compiled: bool, vocab_bits: int = 18) -> None:
         self.top = _INT32_MAX if num_classes is None else num_classes - 1
-        self.scan = _compiled("_scan_lines") if compiled else None
+        self.scan = _labelscan.scan_lines if compiled else None
         self.vocabs = _ThreadVocabulary(num_classes, vocab_bits)
         self.scratch = _Scratch()
 
@@ -846,7 +850,6 @@ def _scan_slice(
             start,
             stop,
             state.top,
-            _POW10_EXACT,
             s.keys,
             s.key_lengths,
             s.counts,
@@ -892,171 +895,6 @@ def _parse_fast(
         pmap(lambda lo, hi: _parse_slice(buf, words, lo, hi, vocabs.vocab), bounds[:-1], bounds[1:])
     )
     return None if any(p is None for p in parts) else parts
-
-
-# Compiled scanner: plain Python here, compiled by numba on first use (``_compiled``) and cached
-# on disk. It accepts exactly what ``_parse_slow`` accepts, except exponents and confidences
-# with more than 15 significant or 22 fractional digits, which it hands over (status 1) like
-# every malformed line, so the reference parser stays the only source of errors.
-_POW10_EXACT = 10.0 ** np.arange(23)  # exact doubles
-
-
-def _scan_lines(buf, start, stop, top, pow10, keys, key_lengths, counts, indices, confidences):
-    """Parse ``buf[start:stop]`` (whole lines, ``buf[stop - 1]`` a newline) into the outputs.
-
-    Returns ``(status, rows, key bytes, labels, unique rows, keys all ASCII)``; status 1
-    means "not sure": use the reference parser.
-    """
-    i = start
-    rows = 0
-    n_key = 0
-    n_lab = 0
-    unique = 1
-    high = 0
-    while i < stop:
-        c = buf[i]
-        if c == 32 or (c >= 9 and c <= 13):  # a blank line, or an error for the slow path
-            while c != 10:
-                if not (c == 32 or (c >= 9 and c <= 13)):
-                    return 1, rows, n_key, n_lab, unique, high < 128
-                i += 1
-                c = buf[i]
-            i += 1
-            continue
-        k0 = n_key
-        while not (c == 32 or (c >= 9 and c <= 13)):
-            keys[n_key] = c
-            high |= c
-            n_key += 1
-            i += 1
-            c = buf[i]
-        key_lengths[rows] = n_key - k0
-        row0 = n_lab
-        while c != 10:
-            if c == 32 or (c >= 9 and c <= 13):
-                i += 1
-                c = buf[i]
-                continue
-            value = 0
-            digits = 0
-            while c >= 48 and c <= 57:
-                value = value * 10 + (c - 48)
-                if value > top:
-                    return 1, rows, n_key, n_lab, unique, high < 128
-                digits += 1
-                i += 1
-                c = buf[i]
-            if digits == 0:
-                return 1, rows, n_key, n_lab, unique, high < 128
-            conf = 1.0
-            if c == 58:  # ":"
-                i += 1
-                c = buf[i]
-                mantissa = 0
-                significant = 0
-                fraction = 0
-                digits = 0
-                dot = False
-                while True:
-                    if c >= 48 and c <= 57:
-                        if mantissa or c != 48:
-                            significant += 1
-                        mantissa = mantissa * 10 + (c - 48)
-                        digits += 1
-                        if dot:
-                            fraction += 1
-                    elif c == 46 and not dot:
-                        dot = True
-                    else:
-                        break
-                    i += 1
-                    c = buf[i]
-                if digits == 0 or significant > 15 or fraction > 22:
-                    return 1, rows, n_key, n_lab, unique, high < 128
-                # mantissa < 2**53 and 10**fraction are exact, so this rounds like float(text)
-                conf = mantissa / pow10[fraction]
-                if conf > 1.0:
-                    return 1, rows, n_key, n_lab, unique, high < 128
-            if not (c == 32 or (c >= 9 and c <= 13)):
-                return 1, rows, n_key, n_lab, unique, high < 128
-            indices[n_lab] = value
-            confidences[n_lab] = conf
-            n_lab += 1
-        i += 1
-        count = n_lab - row0
-        counts[rows] = count
-        rows += 1
-        if unique and count > 1:
-            if count <= 32:
-                for a in range(row0 + 1, n_lab):
-                    for b in range(row0, a):
-                        if indices[a] == indices[b]:
-                            unique = 0
-            else:
-                ordered = np.sort(indices[row0:n_lab])
-                for a in range(1, count):
-                    if ordered[a] == ordered[a - 1]:
-                        unique = 0
-    return 0, rows, n_key, n_lab, unique, high < 128
-
-
-def _key_kind_codes(key_bytes, key_offsets, codes):
-    """``LabelTable._kind_codes`` key by key: 1 for a URL, 2 for an ImageNet id, else 0."""
-    head = np.zeros(18, np.uint8)  # a key's first 16 bytes, zero past its end
-    for r in range(len(codes)):
-        a = key_offsets[r]
-        n = key_offsets[r + 1] - a
-        for j in range(16):
-            head[j] = key_bytes[a + j] if j < n else 0
-        lower = head[0] | 0x20
-        if lower >= 97 and lower <= 122:  # a letter, then a scheme up to the first other byte
-            q = 1
-            while q < 16:
-                c = head[q]
-                lower = c | 0x20
-                if not (
-                    (lower >= 97 and lower <= 122)
-                    or (c >= 48 and c <= 57)
-                    or c == 43
-                    or c == 45
-                    or c == 46
-                ):
-                    break
-                q += 1
-            if q <= 13 and head[q] == 58 and head[q + 1] == 47 and head[q + 2] == 47:
-                codes[r] = 1
-                continue
-        if n >= 11 and head[0] == 110 and head[9] == 47:  # "n", 8 digits, "/", a name
-            ok = True
-            for j in range(1, 9):
-                if head[j] < 48 or head[j] > 57:
-                    ok = False
-            for j in range(a + 10, a + n):
-                if key_bytes[j] == 47:
-                    ok = False
-            if ok:
-                codes[r] = 2
-    return codes
-
-
-_COMPILED: dict[str, Any] = {}
-_COMPILED_LOCK = threading.Lock()
-
-
-def _compiled(name: str) -> Any:
-    """The numba build of the module function ``name``, or None where numba is unavailable."""
-    with _COMPILED_LOCK:
-        if name not in _COMPILED:
-            try:
-                import numba
-            except ImportError:
-                _COMPILED[name] = None
-            else:
-                try:  # cached next to this file, or in a user cache where that is read-only
-                    _COMPILED[name] = numba.njit(nogil=True, cache=True)(globals()[name])
-                except RuntimeError:  # no writable cache location at all
-                    _COMPILED[name] = numba.njit(nogil=True)(globals()[name])
-        return _COMPILED[name]
 
 
 def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | None) -> _Parsed:
@@ -1112,23 +950,43 @@ def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | N
     )
 
 
+def _mapped(capacity: int, dtype: type, prefault: int) -> tuple[np.ndarray, mmap.mmap | None]:
+    """An uninitialised array whose first ``prefault`` values' pages are mapped in one call.
+
+    Touching fresh memory page by page costs a fault each; on this project's VMs that is
+    ~2.4 ns a byte, more than parsing it, while ``MADV_POPULATE_WRITE`` (Linux 5.14) maps a
+    range for ~0.3 ns a byte. Pages past ``prefault`` cost nothing until written. Small arrays
+    and other systems get plain ``np.empty`` (and no map).
+    """
+    itemsize = np.dtype(dtype).itemsize
+    if capacity * itemsize < _PREFAULT_MIN_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.empty(capacity, dtype=dtype), None
+    region = mmap.mmap(-1, capacity * itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    length = min(prefault, capacity) * itemsize
+    if length:
+        with contextlib.suppress(OSError):  # an older kernel: pages fault in as written
+            region.madvise(_MADV_POPULATE_WRITE, 0, length)
+    return np.frombuffer(region, dtype=dtype), region
+
+
 class _Column:
     """Append-only array, so each output byte is written once.
 
     Fresh memory is expensive (page faults), and concatenating per-slice pieces at the end
-    would touch every output byte twice. Growing allocates anew rather than ``resize``, which
-    would zero the new part first (one more pass) and loses numpy's huge-page advice.
+    would touch every output byte twice. Growing allocates anew (``_mapped``).
     """
 
     def __init__(self, dtype: type) -> None:
         self.data = np.empty(1 << 16, dtype=dtype)
+        self.region: mmap.mmap | None = None  # the map behind ``data``, if it is one
         self.size = 0
 
-    def reserve(self, capacity: int) -> None:
+    def reserve(self, capacity: int, expected: int = 0) -> None:
+        """Room for ``capacity`` values; pages for the first ``expected`` are mapped now."""
         if capacity > len(self.data):
-            grown = np.empty(capacity, dtype=self.data.dtype)
+            grown, region = _mapped(capacity, self.data.dtype.type, max(expected, self.size))
             grown[: self.size] = self.data[: self.size]
-            self.data = grown
+            self.data, self.region = grown, region
 
     def extend(self, length: int) -> int:
         """Make room for ``length`` more values; returns where they go."""
@@ -1143,6 +1001,12 @@ class _Column:
         self.data[at : self.size] = values
 
     def take(self) -> np.ndarray:
+        """The values; the unused tail of a mapped array goes back to the system."""
+        if self.region is not None:
+            used = -(-self.size * self.data.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
+            if used < len(self.region):
+                self.region.madvise(mmap.MADV_DONTNEED, used, len(self.region) - used)
+            return self.data[: self.size]
         self.data.resize(self.size, refcheck=False)  # shrinking: no copy, no fill
         return self.data
 
@@ -1184,7 +1048,8 @@ class _TableBuilder:
         """Size every column for ``scale`` times its content (the expected final size), plus
         room for any ``extra_bytes`` of input (memory not written to costs nothing)."""
         for column, bound in zip(self._columns(), self._bounds(extra_bytes), strict=True):
-            column.reserve(int(column.size * scale) + bound + 4096)
+            expected = int(column.size * scale)
+            column.reserve(expected + bound + 4096, expected)
 
     @staticmethod
     def _bounds(nbytes: int) -> tuple[int, ...]:
@@ -1323,7 +1188,7 @@ def read_label_list(
         raise FileNotFoundError(errno.ENOENT, "label list not found", source) from None
     table = _TableBuilder()
     size, first_chunk = os.fstat(f.fileno()).st_size, True
-    state = _FastState(num_classes, compiled=size >= _COMPILED_MIN_BYTES)
+    state = _FastState(num_classes, compiled=_labelscan is not None)
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(1, min(workers or 1, 8))
     with (

@@ -33,9 +33,9 @@ ENGINES = ["numpy", "compiled"]
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
-    """Each fast path: the numba scanner (numba is a dependency) and the numpy one."""
+    """Each fast path: the C scanner (built by every install here) and the numpy one."""
     if request.param == "compiled":
-        assert ann._compiled("_scan_lines") is not None, "numba should compile the scanner"
+        assert ann._labelscan is not None, "pip install should have built mlimages/_labelscan.c"
     return request.param
 
 
@@ -135,7 +135,8 @@ def test_fast_path_stays_exact_when_vocabulary_slots_collide(seed: int) -> None:
 
 def use_engine(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     """Make ``read_label_list`` take ``engine`` whatever the file's size."""
-    monkeypatch.setattr(ann, "_COMPILED_MIN_BYTES", 0 if engine == "compiled" else 1 << 62)
+    if engine == "numpy":  # as on an install without a C compiler
+        monkeypatch.setattr(ann, "_labelscan", None)
 
 
 @pytest.mark.parametrize("chunk_lines", [1, 3, 64, 262_144])
@@ -293,7 +294,7 @@ ERRORS = [
 def test_errors_name_file_line_and_expectation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: str | bytes, line: int, message: str
 ) -> None:
-    use_engine(monkeypatch, "compiled")  # the numpy path is the default for small files
+    use_engine(monkeypatch, "compiled")
     path = write(tmp_path, data)
     with pytest.raises(LabelListError) as caught:
         read_label_list(path, NUM_CLASSES, chunk_lines=1, progress=False)
@@ -418,7 +419,7 @@ def test_from_rows_rejects_what_the_format_cannot_hold(keys: list, rows: list) -
 
 
 def test_key_kind(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
-    monkeypatch.setattr(ann, "_COMPILED_MIN_ROWS", 0 if engine == "compiled" else 1 << 62)
+    use_engine(monkeypatch, engine)
 
     def kind(*keys: str) -> str:
         return LabelTable.from_rows(list(keys), [[] for _ in keys]).key_kind()
@@ -453,18 +454,20 @@ def test_images_per_class_counts_rows_once() -> None:
         table.images_per_class(5)
 
 
+@pytest.mark.parametrize("num_classes", [None, 100])  # the C scanner: sort, or stamp per class
 def test_unique_rows_flag_from_the_parser_matches_the_check(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str, num_classes: int | None
 ) -> None:
     use_engine(monkeypatch, engine)
     long_row = " ".join(str(i) for i in range(40))
     for text, unique in [
         ("a 1 2\nb 1 1\n", False),
         ("a 1 2\nb 2 1\n", True),
+        ("a 1 2\nb 3\nc 2 1 3\nd 4 2 4\n", False),
         (f"a {long_row}\nb {long_row} 0\n", False),
         (f"a {long_row}\nb {long_row} 40\n", True),
     ]:
-        table = read_label_list(write(tmp_path, text), progress=False)
+        table = read_label_list(write(tmp_path, text), num_classes, progress=False)
         fresh = LabelTable(
             *(getattr(table, f) for f in ("key_bytes", "key_offsets", "indptr")),
             table.indices,
