@@ -21,6 +21,7 @@ object; exits 1 when a goal is missed.
 
     python benchmarks/train_step.py [--steps 5] [--batch 16] [--image-size 224]
     python benchmarks/train_step.py --gpu [--steps 50] [--batch 256]
+    python benchmarks/train_step.py --gpu --rehearse --batch 2 --image-size 32 --steps 1
 """
 
 from __future__ import annotations
@@ -121,8 +122,11 @@ def prepare(name: str, model: keras.Model, batch: int, size: int, gpu: bool) -> 
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
-    labels = tf.constant(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))
+    on_gpu = gpu and tf.config.list_physical_devices("GPU")
+    with tf.device("/GPU:0" if on_gpu else "/CPU:0"):  # the batch lives where the step runs,
+        # so no step pays a host-to-device copy (154 MB at batch 256 x 224)
+        images = tf.identity(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
+        labels = tf.identity(rng.integers(0, NUM_CLASSES, batch).astype(np.int32))
     step = make_step(model, optimizer, jit=gpu)
     graph = step.get_concrete_function(images, labels).graph
     return {
@@ -152,11 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="default 16 CPU, 256 GPU")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="with --gpu: its settings on the CPU (use a small size), no goal; proves the GPU "
+        "path runs before GPU time is spent",
+    )
     args = parser.parse_args(argv)
+    if args.rehearse and not args.gpu:
+        parser.error("--rehearse goes with --gpu")
     steps = args.steps or (50 if args.gpu else 5)
     batch = args.batch or (256 if args.gpu else 16)
     size = args.image_size
-    if args.gpu and not tf.config.list_physical_devices("GPU"):
+    if args.gpu and not args.rehearse and not tf.config.list_physical_devices("GPU"):
         print("--gpu: no GPU visible to TensorFlow", file=sys.stderr)
         return 2
 
@@ -185,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict = {
         "mode": "gpu" if args.gpu else "cpu",
-        "device": tf.config.list_physical_devices("GPU")[0].name if args.gpu else "cpu",
+        "device": tf.config.list_physical_devices("GPU")[0].name
+        if args.gpu and not args.rehearse
+        else "cpu",
         "dtype_policy": policy,
         "xla": args.gpu,
         "batch": batch,
@@ -209,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     ours_r, ref_r = (result["models"][e["name"]] for e in entries)
     result["flops_rate_ratio"] = ours_r["tflop_per_s"] / ref_r["tflop_per_s"]
     result["images_per_s_ratio"] = ours_r["images_per_s"] / ref_r["images_per_s"]
-    if args.gpu:
+    if args.rehearse:
+        result["goal"] = "none: a rehearsal of the GPU mode"
+        ok = True
+    elif args.gpu:
         result["goal"] = f"ours >= {GPU_GOAL:.0f} images/s"
         ok = ours_r["images_per_s"] >= GPU_GOAL
     else:
         result["goal"] = f"flops_rate_ratio >= {CPU_GOAL}"
         ok = result["flops_rate_ratio"] >= CPU_GOAL
-    result["goal_met"] = ok
+    result["goal_met"] = None if args.rehearse else ok
     text = json.dumps(result, indent=2)
     print(text)
     if args.out_json:
