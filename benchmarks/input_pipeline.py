@@ -5,8 +5,9 @@ in the same run over the same records: images/s of `pipeline.decode_only_dataset
 `tf.io.decode_jpeg`) and of `pipeline.train_dataset` at 224 with every augmentation on (and
 with `--no-augment` also without). Label bytes per record: ours (sparse) against the
 authors' dense schema for 11,166 classes, on the real labels of the authors' 100-row list.
-Exits non-zero when the full pipeline is under 0.8x of decode-only or the label bytes are
-not 100x smaller.
+Also printed: the cores the full pipeline needs to feed one GPU training at 2,500 images/s
+(the ResNet-101 goal of benchmarks/train_step.py), from its CPU time an image. Exits non-zero
+when the full pipeline is under 0.8x of decode-only or the label bytes are not 100x smaller.
 
     python benchmarks/input_pipeline.py [--images 512] [--passes 3] [--no-augment]
 """
@@ -29,6 +30,7 @@ from mlimages.annotations import LabelTable, read_label_list
 NUM_CLASSES = 11_166
 SPEED_GOAL = 0.8
 LABEL_BYTES_GOAL = 100.0
+GPU_IMAGES_PER_S = 2500.0  # one H200 on ResNet-101 (benchmarks/train_step.py --gpu)
 SHARED_LIST = Path(__file__).resolve().parents[2] / "shared" / "ml-images" / "train_urls_tiny.txt"
 
 
@@ -118,6 +120,7 @@ def main() -> int:
         "cpu_ms_per_image": {k: round(v, 3) for k, v in cpu.items()},
         "full_vs_decode_only": round(speed, 3),
         "full_vs_decode_only_by_cpu": round(cpu["decode_only"] / cpu["full"], 3),
+        "cores_to_feed_one_gpu": round(cpu["full"] * GPU_IMAGES_PER_S / 1000, 1),
         "speed_goal": SPEED_GOAL,
         "label_bytes": labels,
         "label_bytes_goal": LABEL_BYTES_GOAL,

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mlimages import metrics, records
 from mlimages.atomic import write_json_atomic
-from mlimages.params import Params
+from mlimages.params import EVAL_CROP_FRACTION, Params
 from mlimages.taxonomy import Taxonomy
 
 STAGE = "evaluate"
@@ -102,7 +102,7 @@ def predict_multilabel(
     image_size: int,
     folder: Path,
     batch: int = 256,
-    crop_fraction: float = 0.8,
+    crop_fraction: float = EVAL_CROP_FRACTION,
     progress: bool | None = None,
 ) -> metrics.NpySource:
     """Sigmoid scores and targets of every record, written to `folder` batch by batch."""
@@ -154,7 +154,7 @@ def evaluate_multilabel(
     threshold: float = 0.5,
     score_threshold: float = 0.5,
     batch: int = 256,
-    crop_fraction: float = 0.8,
+    crop_fraction: float = EVAL_CROP_FRACTION,
     progress: bool | None = None,
 ) -> metrics.MultilabelMetrics:
     """Predict every record (into `folder`), then every multi-label figure from the files."""
@@ -175,7 +175,7 @@ def evaluate_single_label(
     index: records.SplitIndex,
     sizes: list[int],
     batch: int = 256,
-    crop_fraction: float = 0.8,
+    crop_fraction: float = EVAL_CROP_FRACTION,
 ) -> list[dict[str, Any]]:
     """Top-1/top-5 (%) on single-label records at each size."""
     from mlimages import pipeline
@@ -485,7 +485,7 @@ def tag_grid(
     images: int = 12,
     tags: int = 5,
     threshold: float = 0.5,
-    crop_fraction: float = 0.8,
+    crop_fraction: float = EVAL_CROP_FRACTION,
 ):
     """Validation images (the model's input) with their top tags; a tick marks a true label."""
     import matplotlib.pyplot as plt

@@ -24,6 +24,8 @@ from pydantic import (
 
 from mlimages.atomic import write_text_atomic
 
+EVAL_CROP_FRACTION = 0.8  # the authors' `central_fraction` in eval_image (mlimages.pipeline)
+
 PARAMS_DIR_ENV = "MLIMAGES_PARAMS_DIR"
 RUNS_DIR_ENV = "MLIMAGES_RUNS"
 
@@ -224,7 +226,10 @@ class PipelineParams(StrictModel):
         0.2, ge=0, le=0.5, description="random hue bound (the authors' 0.2); 0 turns it off"
     )
     eval_crop_fraction: float = Field(
-        0.8, gt=0, le=1, description="central crop side / shorter side (the authors' 0.8)"
+        EVAL_CROP_FRACTION,
+        gt=0,
+        le=1,
+        description="central crop side / shorter side (the authors' 0.8)",
     )
     shuffle_buffer: int = Field(4096, ge=1, description="records shuffled in memory")
     cycle_length: int = Field(16, ge=1, description="shards read at once")

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from mlimages import records
 from mlimages.atomic import write_json_atomic
-from mlimages.params import Params
+from mlimages.params import EVAL_CROP_FRACTION, Params
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 MODES = (PRETRAIN, FINETUNE)
@@ -52,7 +52,6 @@ CROP = {  # (min_object_covered, min area): train.py and finetune.py of the auth
 }
 MAX_ANGLE = math.pi / 4
 HUE_DELTA = 0.2  # the authors' `random_hue` bound
-EVAL_CROP_FRACTION = 0.8
 _WHOLE_IMAGE = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
 
 Source = records.SplitIndex | str | os.PathLike | Sequence[str | os.PathLike]

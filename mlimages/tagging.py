@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.pipeline import EVAL_CROP_FRACTION
+from mlimages.params import EVAL_CROP_FRACTION
 from mlimages.taxonomy import Taxonomy
 
 
