@@ -4,6 +4,7 @@ LabelTable operations match naive Python versions."""
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -622,3 +623,22 @@ def test_label_stats_is_json_ready() -> None:
     }
     assert all(type(v) in (int, float, str) for v in stats.values())
     assert label_stats(sample(), num_classes=100)["classes_used"] == 4
+
+
+def test_columns_mapped_at_once_hold_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    """Big reads map their output columns (``_mapped``): same values, a trimmed view."""
+    use_engine(monkeypatch, engine)
+    path = write(tmp_path, random_list(np.random.default_rng(7), 15_000))
+    expected = read_label_list(path, chunk_lines=2000, progress=False)
+    monkeypatch.setattr(ann, "_PREFAULT_MIN_BYTES", 0)  # every column that grows is mapped
+    mapped = read_label_list(path, chunk_lines=2000, progress=False)
+    assert_same(mapped, expected)
+    assert mapped.num_labels > 1 << 16  # so labels too outgrew the columns' first arrays
+    for name in ("key_bytes", "indices", "confidences"):
+        array, base = getattr(mapped, name), getattr(mapped, name)
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = base.base if isinstance(base, np.ndarray) else getattr(base, "obj", None)
+        assert isinstance(base, mmap.mmap), name
+        assert array.nbytes <= len(base)
