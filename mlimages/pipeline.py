@@ -15,7 +15,9 @@ Training (the authors' `data_processing/image_preprocessing.py` and `train.py`/`
 
 The crop is computed from the JPEG header and decoded fused (`decode_and_crop_jpeg`), so the
 rows and columns outside it are never produced, and the rotation and colour work happen on
-the small resized image; that keeps the whole chain close to the cost of decoding alone.
+the small resized image. Even so the chain costs about three decodes (400x300 JPEGs, CPU ms
+an image: decode 0.78, + resize and scaling 1.17, + augmentation 2.27; README, "Records and
+the input pipeline"): the resize and TensorFlow's rotation and HSV kernels are the cost.
 Every random draw is stateless, from (seed, worker, element number), so a seed gives the
 same images whatever the parallelism.
 
