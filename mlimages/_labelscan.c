@@ -195,9 +195,11 @@ static PyObject *scan_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "output buffers are too small for the slice");
         goto release;
     }
-    sort = PyMem_RawMalloc((size_t)(n / 2 + 1) * sizeof(int32_t));
-    if (top < STAMPED_CLASSES) stamps = PyMem_RawCalloc((size_t)top + 1, sizeof(int32_t));
-    if (sort == NULL || (top < STAMPED_CLASSES && stamps == NULL)) {
+    if (top < STAMPED_CLASSES) /* one stamp a class, or scratch for sorting a long row */
+        stamps = PyMem_RawCalloc((size_t)top + 1, sizeof(int32_t));
+    else
+        sort = PyMem_RawMalloc((size_t)(n / 2 + 1) * sizeof(int32_t));
+    if (sort == NULL && stamps == NULL) {
         PyErr_NoMemory();
         goto release;
     }
