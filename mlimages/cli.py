@@ -279,8 +279,9 @@ def cmd_pipeline_measure(args: argparse.Namespace) -> None:
     mode = pipeline.FINETUNE if index.single_label else pipeline.PRETRAIN
     size = args.image_size or params.pretrain.image_size
     dataset = pipeline.train_dataset(
-        index, size, args.batch, index.num_classes, mode, seed=params.seed, augment=augment,
+        index, size, args.batch, index.num_classes, mode, seed=params.seed,
         shuffle_buffer=params.pipeline.shuffle_buffer,
+        **{**pipeline.augmentation(params.pipeline, mode), "augment": augment},
     )  # fmt: skip
     measured = pipeline.throughput(dataset, args.images or params.pipeline.throughput_images)
     _emit({"split": args.split, "image_size": size, "augment": augment, **measured}, args.json)

@@ -101,10 +101,10 @@ def split_dirs(params: Params) -> dict[str, Path]:
 
 
 def _split_names(params: Params) -> list[str]:
-    if params.data.uses_miniature:
-        return ["train", "val", "target_train", "target_val"]
     d = params.download
-    names = ["train"] + (["val"] if params.data.val_list else [])
+    if params.data.uses_miniature and d.target_train_list is None:
+        return ["train", "val", "target_train", "target_val"]
+    names = ["train"] + (["val"] if params.data.val_list or params.data.uses_miniature else [])
     return names + [
         name
         for name, listed in (
@@ -117,23 +117,26 @@ def _split_names(params: Params) -> list[str]:
 
 def splits(params: Params) -> dict[str, Split]:
     """Inputs of every split; generates the miniature on the default and smoke profiles."""
-    if params.data.uses_miniature:
+    d, data = params.download, params.data
+    if data.uses_miniature:
         mini = miniature(params)
-        return {
+        found = {
             "train": Split("train", mini.url_list("train"), "urls", mini.root),
             "val": Split("val", mini.url_list("val"), "urls", mini.root),
-            "target_train": Split(
-                "target_train", mini.target_list("train"), "imagenet", mini.target_dir / "train"
-            ),
-            "target_val": Split(
-                "target_val", mini.target_list("val"), "imagenet", mini.target_dir / "val"
-            ),
         }
-    d, data = params.download, params.data
-    file_root = params.resolve_path(d.file_root) if d.file_root else None
-    found = {"train": Split("train", params.resolve_path(data.train_list), "urls", file_root)}
-    if data.val_list:
-        found["val"] = Split("val", params.resolve_path(data.val_list), "urls", file_root)
+        if d.target_train_list is None:  # the miniature's own target task
+            found["target_train"] = Split(
+                "target_train", mini.target_list("train"), "imagenet", mini.target_dir / "train"
+            )
+            found["target_val"] = Split(
+                "target_val", mini.target_list("val"), "imagenet", mini.target_dir / "val"
+            )
+            return found
+    else:
+        file_root = params.resolve_path(d.file_root) if d.file_root else None
+        found = {"train": Split("train", params.resolve_path(data.train_list), "urls", file_root)}
+        if data.val_list:
+            found["val"] = Split("val", params.resolve_path(data.val_list), "urls", file_root)
     for name, listed, root in (
         ("target_train", d.target_train_list, d.imagenet_train),
         ("target_val", d.target_val_list, d.imagenet_val),
@@ -145,7 +148,9 @@ def splits(params: Params) -> dict[str, Split]:
                     f"download.{key} is not set; expected the ImageNet tree or tar folder "
                     f"holding the images of {listed}"
                 )
-            found[name] = Split(name, params.resolve_path(listed), "imagenet", Path(root))
+            found[name] = Split(
+                name, params.resolve_path(listed), "imagenet", params.resolve_path(root)
+            )
     return found
 
 

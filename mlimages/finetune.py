@@ -31,7 +31,7 @@ from mlimages.params import CheckpointSetting, Params
 STAGE = "finetune"
 MODEL_FILE = "model.keras"  # = mlimages.train.MODEL_FILE, without importing TensorFlow
 RESULT_COLUMNS = (
-    "ckpt", "setting", "seed", "model", "img_size", "top1", "top5",
+    "ckpt", "setting", "seed", "model", "img_size", "top1", "top5", "train_top1",
     "param_count", "train_sizes", "steps",
 )  # fmt: skip
 FROZEN_PREFIXES = ("init.", "stages_0_", "stages_1_")  # the authors' FixBlock2 trains the rest
@@ -55,7 +55,8 @@ def size_schedule(params: Params, ckpt: int | None = None) -> list[tuple[int, in
 
     base_then_large switches at `steps * (1 - large_fraction)`: with the recipe's defaults
     (x0.1 every 150k of 600k steps) 0.25 puts the large size exactly on the last
-    learning-rate stage, the "late epochs" of the paper.
+    learning-rate stage, the "late epochs" of the paper; a profile whose last stage rate
+    no longer learns puts the switch on an earlier decay (`decay_at`).
     """
     f = params.finetune
     kind = setting(params, ckpt).train_sizes
@@ -165,7 +166,8 @@ def _initializer(source: Path, out: Path):
 
 
 def val_arrays(params: Params, val_index, num_classes: int) -> dict[int, tuple[Any, Any]]:
-    """The target's validation images at every evaluation size, decoded once a process."""
+    """A split's images (eval preprocessing) at every evaluation size, decoded once a process:
+    the target's validation images, or its training images for the training accuracy."""
     import numpy as np
 
     from mlimages import pipeline
@@ -181,6 +183,41 @@ def val_arrays(params: Params, val_index, num_classes: int) -> dict[int, tuple[A
             labels.append(y.numpy())
         arrays[size] = (np.concatenate(images), np.concatenate(labels))
     return arrays
+
+
+def precise_bn(model, batches) -> int:
+    """Set every trainable BN layer's moving statistics to the mean of its batch statistics
+    over `batches` (images only), in training mode: what the moving averages of a long run
+    converge to (Wu & Johnson 2021, "precise BN"), without the run. Frozen BN layers (the
+    linear probes, FixBlock2) keep theirs. Returns the number of layers set."""
+    import keras
+    import numpy as np
+
+    layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    if not layers:
+        return 0
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    sums = [None] * len(layers)
+    count = 0
+    for images in batches:
+        outputs = probe(images, training=True)
+        for i, x in enumerate(outputs):
+            x = np.asarray(x, dtype=np.float64)
+            axes = tuple(range(x.ndim - 1))
+            stats = np.stack([x.mean(axes), x.var(axes)])
+            sums[i] = stats if sums[i] is None else sums[i] + stats
+        count += 1
+    if count == 0:
+        raise ValueError("precise BN: no batches; expected at least one training batch")
+    for layer, total in zip(layers, sums, strict=True):
+        mean, var = total / count
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(var.astype(np.float32))
+    return len(layers)
 
 
 def top_k(model, images, labels, batch: int) -> tuple[float, float]:
@@ -199,9 +236,14 @@ def top_k(model, images, labels, batch: int) -> tuple[float, float]:
 
 
 def task_for(
-    params: Params, ckpt: int, seed: int, arrays: dict[int, tuple[Any, Any]] | None = None
+    params: Params,
+    ckpt: int,
+    seed: int,
+    arrays: dict[int, tuple[Any, Any]] | None = None,
+    train_arrays: dict[int, tuple[Any, Any]] | None = None,
 ):
-    """The fine-tuning `TrainTask` of one checkpoint setting and seed."""
+    """The fine-tuning `TrainTask` of one checkpoint setting and seed; `arrays` and
+    `train_arrays` (validation and training images by size) feed the periodic evaluation."""
     from mlimages import pipeline, records
     from mlimages.distributed import cluster_from_environment
     from mlimages.train import TrainTask
@@ -238,9 +280,9 @@ def task_for(
             part = pipeline.train_dataset(
                 train_index, size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
                 seed=seed + start_step + first, input_context=ctx,
-                augment=params.pipeline.augment, hue_delta=params.pipeline.hue_delta,
                 shuffle_buffer=params.pipeline.shuffle_buffer,
                 cycle_length=params.pipeline.cycle_length,
+                **pipeline.augmentation(params.pipeline, pipeline.FINETUNE),
             )  # fmt: skip
             parts.append(part.take(end - max(first, start_step)) if end < f.steps else part)
         dataset = parts[0]
@@ -252,10 +294,27 @@ def task_for(
     if f.eval_every and arrays:
 
         def eval_fn(model) -> dict[str, float]:
-            return {
+            found = {
                 f"val_top1@{size}": top_k(model, x, y, f.eval_batch)[0]
                 for size, (x, y) in arrays.items()
             }
+            for size, (x, y) in (train_arrays or {}).items():
+                found[f"train_top1@{size}"] = top_k(model, x, y, f.eval_batch)[0]
+            return found
+
+    finalize = None
+    if f.precise_bn_batches:
+
+        def finalize(model) -> None:
+            # The training input at the size the run ends at, its own seed: fixed batches.
+            last_size = schedule[-1][2]
+            batches = pipeline.train_dataset(
+                train_index, last_size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
+                seed=seed + 7919, shuffle_buffer=params.pipeline.shuffle_buffer,
+                cycle_length=params.pipeline.cycle_length,
+                **pipeline.augmentation(params.pipeline, pipeline.FINETUNE),
+            ).take(f.precise_bn_batches)  # fmt: skip
+            precise_bn(model, (images for images, _ in batches))
 
     return TrainTask(
         out=out,
@@ -274,6 +333,7 @@ def task_for(
         eval_every=f.eval_every,
         eval_fn=eval_fn,
         initialize=initialize,
+        finalize=finalize,
         progress=f.progress,
         epoch_steps=steps_per_epoch,
     )
@@ -290,8 +350,11 @@ def _finished(out: Path, steps: int) -> bool:
     return json.loads(metrics.read_text()).get("steps", 0) >= steps
 
 
-def run_seed(params: Params, ckpt: int, seed: int, strategy, arrays) -> list[dict[str, Any]]:
-    """Train (or resume, or keep a finished run) and evaluate one seed; its result rows."""
+def run_seed(
+    params: Params, ckpt: int, seed: int, strategy, arrays, train_arrays=None
+) -> list[dict[str, Any]]:
+    """Train (or resume, or keep a finished run) and evaluate one seed; its result rows, with
+    the training images' top-1 (eval preprocessing) beside the validation figures."""
     import keras
 
     from mlimages.model import summary
@@ -301,7 +364,7 @@ def run_seed(params: Params, ckpt: int, seed: int, strategy, arrays) -> list[dic
     out = seed_dir(params, ckpt, seed)
     if not _finished(out, f.steps):
         configure_determinism(seed)
-        run(task_for(params, ckpt, seed, arrays), strategy)
+        run(task_for(params, ckpt, seed, arrays, train_arrays), strategy)
     model = keras.models.load_model(out / MODEL_FILE)
     counts = summary(model)
     params_m = (counts["params"] + counts["non_trainable_params"]) / 1e6
@@ -309,6 +372,11 @@ def run_seed(params: Params, ckpt: int, seed: int, strategy, arrays) -> list[dic
     rows = []
     for size, (images, labels) in arrays.items():
         top1, top5 = top_k(model, images, labels, f.eval_batch)
+        train_top1 = (
+            round(top_k(model, *train_arrays[size], f.eval_batch)[0], 3)
+            if train_arrays
+            else math.nan
+        )
         rows.append(
             {
                 "ckpt": ckpt,
@@ -318,6 +386,7 @@ def run_seed(params: Params, ckpt: int, seed: int, strategy, arrays) -> list[dic
                 "img_size": size,
                 "top1": round(top1, 3),
                 "top5": round(top5, 3),
+                "train_top1": train_top1,
                 "param_count": round(params_m, 4),
                 "train_sizes": train_sizes_label(size_schedule(params, ckpt)),
                 "steps": f.steps,
@@ -343,21 +412,26 @@ def run_finetune_stage(
     write_schedule(params, ckpt)
     val_index = records.split_index(params, "target_val")
     arrays = val_arrays(params, val_index, val_index.num_classes)
+    train_index = records.split_index(params, "target_train")
+    train_arrays = val_arrays(params, train_index, train_index.num_classes)
     strategy = make_strategy(params.finetune.strategy)
     for seed in seeds:
-        run_seed(params, ckpt, seed, strategy, arrays)
+        run_seed(params, ckpt, seed, strategy, arrays, train_arrays)
     if not cluster_from_environment().is_chief:
         return {"ckpt": ckpt, "seeds": seeds}
     return collect(params, ckpt)
 
 
 def lr_schedule(params: Params):
-    """The authors' fine-tuning staircase (`recipe.finetune_schedule`) of the profile."""
+    """The authors' fine-tuning staircase (`recipe.finetune_schedule`) of the profile, its
+    rates scaled linearly to the global batch."""
     from mlimages.recipe import finetune_schedule, lr_scale
 
     f = params.finetune
     scale = lr_scale(f.global_batch, f.reference_batch)
-    return finetune_schedule(f.steps, f.lr, f.decay_steps, f.decay_factor, scale)
+    return finetune_schedule(
+        f.steps, f.lr, tuple(f.decay_at), f.decay_factor, f.warmup_fraction, scale
+    )
 
 
 def write_schedule(params: Params, ckpt: int) -> Path:
@@ -512,11 +586,14 @@ def plot_curves(params: Params, ckpt: int):
         if log.empty:
             continue
         axes[0].plot(log["step"], log["loss"], label=f"seed {seed}")
-        for column in (c for c in log.columns if c.startswith("val_top1@")):
+        for column in (c for c in log.columns if c.startswith(("val_top1@", "train_top1@"))):
             points = log.dropna(subset=[column])
-            axes[1].plot(points["step"], points[column], marker="o", label=f"seed {seed} {column}")
+            style = "--" if column.startswith("train") else "-"
+            axes[1].plot(
+                points["step"], points[column], style, marker="o", label=f"seed {seed} {column}"
+            )
     axes[0].set_title("training loss (softmax cross-entropy)")
-    axes[1].set_title("target validation top-1 (%)")
+    axes[1].set_title("target top-1 (%): validation (solid), training (dashed)")
     for ax in axes:
         ax.set_xlabel("step")
         if ax.has_data():

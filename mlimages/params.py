@@ -231,6 +231,12 @@ class PipelineParams(StrictModel):
         le=1,
         description="central crop side / shorter side (the authors' 0.8)",
     )
+    finetune_min_area: float = Field(
+        0.05, gt=0, le=1, description="smallest fine-tuning crop, share of the image (authors')"
+    )
+    rotation_fill: Literal["zeros", "nearest"] = Field(
+        "zeros", description="corners a rotation uncovers: black (authors') or the edge pixels"
+    )
     shuffle_buffer: int = Field(4096, ge=1, description="records shuffled in memory")
     cycle_length: int = Field(16, ge=1, description="shards read at once")
     preview_images: int = Field(8, ge=1, le=64, description="images in notebook 03's grids")
@@ -270,6 +276,14 @@ PAPER_CHECKPOINTS = (
         train_sizes="base",
         linear_probe=True,
     ),
+    # Not the paper's: the baseline ckpt 5 must beat for the representation to count.
+    CheckpointSetting(
+        ckpt=6,
+        setting="random init frozen -> linear probe",
+        pretrained=False,
+        train_sizes="base",
+        linear_probe=True,
+    ),
 )
 
 
@@ -291,9 +305,22 @@ class FinetuneParams(StrictModel):
     )
     steps: int = Field(600_000, ge=1)
     global_batch: int = Field(256, ge=1, description="images per step over all replicas")
-    lr: float = Field(0.1, gt=0, description="initial rate, at reference_batch")
-    decay_steps: int = Field(150_000, ge=1, description="x decay_factor at every multiple")
+    lr: float = Field(0.1, gt=0, description="rate after the warm-up, at reference_batch")
+    decay_at: list[float] = Field(
+        [0.25, 0.5, 0.75],
+        description="x decay_factor from these fractions of the steps on (the authors': every "
+        "150k of 600k)",
+    )
     decay_factor: float = Field(0.1, gt=0, le=1)
+    warmup_fraction: float = Field(
+        0.0, ge=0, lt=1, description="linear warm-up over this share of the steps (paper: none)"
+    )
+    precise_bn_batches: int = Field(
+        0,
+        ge=0,
+        description="before saving, set BN statistics to their mean over this many training "
+        "batches at the last training size (0: keep the moving averages, as the authors)",
+    )
     reference_batch: int | None = Field(
         256, ge=1, description="global batch the rate is for; None: no linear scaling"
     )
@@ -314,6 +341,13 @@ class FinetuneParams(StrictModel):
     eval_batch: int = Field(256, ge=1)
     strategy: Literal["auto", "default", "mirrored", "multiworker"] = "auto"
     progress: bool | None = None
+
+    @field_validator("decay_at")
+    @classmethod
+    def _increasing_fractions(cls, value: list[float]) -> list[float]:
+        if value != sorted(value) or any(not 0 < f < 1 for f in value):
+            raise ValueError(f"{value}: expected increasing fractions of the steps in (0, 1)")
+        return value
 
     @model_validator(mode="after")
     def _known_ckpt(self) -> FinetuneParams:
@@ -399,6 +433,41 @@ class Params(StrictModel):
     plan: PlanParams = PlanParams()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> Params:
+        """A key no stage would read is refused: silence would report a run that ignored it."""
+        d, data, r = self.download, self.data, self.records
+        problems = []
+        if data.uses_miniature:
+            for key in ("val_list", "num_classes"):
+                if getattr(data, key) is not None:
+                    problems.append(
+                        f"data.{key} is set but data.train_list and data.dictionary are not, so "
+                        "the miniature is used and it would be ignored; expected both or neither"
+                    )
+            if d.imagenet_root is not None:
+                problems.append(
+                    "download.imagenet_root is set, but the miniature's training list has no "
+                    "ImageNet ids; expected it only with a real data.train_list"
+                )
+        if d.target_val_list is not None and d.target_train_list is None:
+            problems.append("download.target_val_list is set without download.target_train_list")
+        for listed, root in (
+            ("target_train_list", "imagenet_train"),
+            ("target_val_list", "imagenet_val"),
+        ):
+            if getattr(d, root) is not None and getattr(d, listed) is None:
+                problems.append(f"download.{root} is set without download.{listed}, its list")
+        if (r.target_dictionary is None) != (d.target_train_list is None):
+            problems.append(
+                "download.target_train_list and records.target_dictionary go together (a target "
+                "task needs its classes; on the miniature both replace its own target task); "
+                "expected both or neither"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def root(self) -> Path:
@@ -520,7 +589,9 @@ def _describe(exc: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid parameters"]
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
+        if not key:  # a rule across sections: its message names the keys
+            lines.append("  " + error["msg"].removeprefix("Value error, "))
+        elif error["type"] == "extra_forbidden":
             expected = _known_keys(error["loc"][:-1])
             lines.append(f"  key {key!r}: unknown key; expected one of: {', '.join(expected)}")
         else:

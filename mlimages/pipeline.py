@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from mlimages import records
 from mlimages.atomic import write_json_atomic
-from mlimages.params import EVAL_CROP_FRACTION, Params
+from mlimages.params import EVAL_CROP_FRACTION, Params, PipelineParams
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 MODES = (PRETRAIN, FINETUNE)
@@ -122,9 +122,13 @@ def _parser(schema: str, num_classes: int, mode: str):
     return parse
 
 
-def crop_window(shape: tf.Tensor, seed: tf.Tensor, mode: str = PRETRAIN) -> tf.Tensor:
-    """[y, x, height, width] of the training crop of an image of `shape` [H, W, C]."""
-    min_cover, min_area = CROP[mode]
+def crop_window(
+    shape: tf.Tensor, seed: tf.Tensor, mode: str = PRETRAIN, min_area: float | None = None
+) -> tf.Tensor:
+    """[y, x, height, width] of the training crop of an image of `shape` [H, W, C];
+    `min_area` replaces the mode's smallest area (the authors' bounds are for 224-px photos)."""
+    min_cover, paper_min_area = CROP[mode]
+    min_area = paper_min_area if min_area is None else min_area
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape,
         bounding_boxes=_WHOLE_IMAGE,
@@ -148,8 +152,9 @@ def draws(seed: tf.Tensor) -> dict[str, tf.Tensor]:
     }
 
 
-def rotate(image: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
-    """Counter-clockwise rotation about the centre, nearest neighbour, zeros outside."""
+def rotate(image: tf.Tensor, angle: tf.Tensor, fill: str = "zeros") -> tf.Tensor:
+    """Counter-clockwise rotation about the centre, nearest neighbour; outside the image
+    zeros (the authors') or, with `fill="nearest"`, the nearest edge pixel."""
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)
     cos, sin = tf.cos(angle), tf.sin(angle)
@@ -162,7 +167,7 @@ def rotate(image: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
         output_shape=tf.shape(image)[:2],
         fill_value=0.0,
         interpolation="NEAREST",
-        fill_mode="CONSTANT",
+        fill_mode="CONSTANT" if fill == "zeros" else "NEAREST",
     )[0]
 
 
@@ -194,6 +199,8 @@ def train_image(
     mode: str = PRETRAIN,
     augment: bool = True,
     hue_delta: float = HUE_DELTA,
+    min_area: float | None = None,
+    rotation_fill: str = "zeros",
 ) -> tf.Tensor:
     """One training image in [-1, 1], [image_size, image_size, 3] float32."""
     if not augment:
@@ -201,7 +208,7 @@ def train_image(
         image = tf.image.resize(image, [image_size, image_size]) / 255.0
         return image * 2.0 - 1.0
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    window = crop_window(tf.image.extract_jpeg_shape(jpeg), seeds[0], mode)
+    window = crop_window(tf.image.extract_jpeg_shape(jpeg), seeds[0], mode, min_area)
     image = tf.image.decode_and_crop_jpeg(jpeg, window, channels=3)
     image = tf.image.resize(image, [image_size, image_size]) / 255.0
     drawn = draws(seeds[1])
@@ -209,7 +216,9 @@ def train_image(
     image = tf.switch_case(
         drawn["branch"],
         [
-            lambda: distort_colour(rotate(image, drawn["angle"]), 0, seeds[2], hue_delta),
+            lambda: distort_colour(
+                rotate(image, drawn["angle"], rotation_fill), 0, seeds[2], hue_delta
+            ),
             lambda: distort_colour(image, 1, seeds[2], hue_delta),
             lambda: image,
         ],
@@ -282,6 +291,8 @@ def train_dataset(
     shuffle_buffer: int = 4096,
     cycle_length: int = 16,
     repeat: bool = True,
+    min_area: float | None = None,
+    rotation_fill: str = "zeros",
 ) -> tf.data.Dataset:
     """Batches of (images [B, S, S, 3] float32 in [-1, 1], targets), endlessly by default.
 
@@ -306,7 +317,10 @@ def train_dataset(
     def example(n: tf.Tensor, serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         jpeg, target = parse(serialized)
         element_seed = tf.stack([tf.constant(seed, tf.int64), n + (worker << 40)])
-        return train_image(jpeg, element_seed, image_size, mode, augment, hue_delta), target
+        image = train_image(
+            jpeg, element_seed, image_size, mode, augment, hue_delta, min_area, rotation_fill
+        )
+        return image, target
 
     dataset = dataset.enumerate().map(example, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -375,19 +389,23 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
+def augmentation(p: PipelineParams, mode: str) -> dict[str, Any]:
+    """The `train_image` options a profile's pipeline section sets for `mode`."""
+    return {
+        "augment": p.augment,
+        "hue_delta": p.hue_delta,
+        "min_area": p.finetune_min_area if mode == FINETUNE else None,
+        "rotation_fill": p.rotation_fill,
+    }
+
+
 def preview(
-    jpegs: Sequence[bytes],
-    image_size: int,
-    mode: str = PRETRAIN,
-    seed: int = 0,
-    augment: bool = True,
-    hue_delta: float = HUE_DELTA,
+    jpegs: Sequence[bytes], image_size: int, mode: str = PRETRAIN, seed: int = 0, **options: Any
 ) -> np.ndarray:
-    """Training images of some JPEGs as uint8 [n, S, S, 3], for looking at the augmentation."""
+    """Training images of some JPEGs as uint8 [n, S, S, 3], for looking at the augmentation;
+    `options` as `augmentation` gives them."""
     out = [
-        train_image(
-            tf.constant(j), tf.constant([seed, i], tf.int64), image_size, mode, augment, hue_delta
-        )
+        train_image(tf.constant(j), tf.constant([seed, i], tf.int64), image_size, mode, **options)
         for i, j in enumerate(jpegs)
     ]
     return np.stack([np.round((x.numpy() + 1.0) * 127.5).astype(np.uint8) for x in out])
@@ -397,18 +415,14 @@ def preview(
 
 
 def preview_figure(
-    index: records.SplitIndex,
-    image_size: int,
-    n: int = 8,
-    seed: int = 0,
-    crop_fraction: float = EVAL_CROP_FRACTION,
-    augment: bool = True,
-    hue_delta: float = HUE_DELTA,
+    index: records.SplitIndex, image_size: int, options: PipelineParams, seed: int = 0
 ):
     """Stored images, then two augmented draws, the un-augmented and the eval input."""
     import matplotlib.pyplot as plt
 
     mode = FINETUNE if index.single_label else PRETRAIN
+    n, crop_fraction = options.preview_images, options.eval_crop_fraction
+    chosen = augmentation(options, mode)
     stored = []
     for path in index.paths:
         stored += [r for _, r in records.read_records(path)][: n - len(stored)]
@@ -417,8 +431,8 @@ def preview_figure(
     jpegs = [r.image for r in stored]
     rows = {
         "stored": [tf.io.decode_jpeg(j, channels=3).numpy() for j in jpegs],
-        "training input": list(preview(jpegs, image_size, mode, seed, augment, hue_delta)),
-        "another draw": list(preview(jpegs, image_size, mode, seed + 1, augment, hue_delta)),
+        "training input": list(preview(jpegs, image_size, mode, seed, **chosen)),
+        "another draw": list(preview(jpegs, image_size, mode, seed + 1, **chosen)),
         "no augmentation": list(preview(jpegs, image_size, mode, seed, augment=False)),
         "evaluation": [
             np.round(

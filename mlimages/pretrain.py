@@ -70,8 +70,8 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
         return pipeline.train_dataset(
             train_index, p.image_size, p.global_batch, num_classes,
             mode=pipeline.PRETRAIN, seed=params.seed + start_step, input_context=ctx,
-            augment=params.pipeline.augment, hue_delta=params.pipeline.hue_delta,
             shuffle_buffer=params.pipeline.shuffle_buffer,
+            **pipeline.augmentation(params.pipeline, pipeline.PRETRAIN),
             cycle_length=params.pipeline.cycle_length,
         )  # fmt: skip
 
@@ -159,6 +159,35 @@ def plot_curves(out: Path):
         axes[2].set_title("held-out P/R@k")
     else:
         axes[2].set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def plot_coefficients(out: Path):
+    """The adaptive loss's coefficients of the batch's positive classes against the step:
+    median and 10-90% band, and the share at the 0.01 floor (`train.coefficient_summary`)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mlimages.train import read_log
+
+    log = pd.DataFrame(read_log(out))
+    if "coef_median" not in log.columns:
+        raise ValueError(f"{out / 'log.jsonl'}: no loss coefficients (multi-label runs log them)")
+    log = log.dropna(subset=["coef_median"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    axes[0].fill_between(log["step"], log["coef_p10"], log["coef_p90"], alpha=0.3, label="10-90%")
+    axes[0].plot(log["step"], log["coef_median"], label="median")
+    axes[0].axhline(0.01, color="grey", linestyle="--", label="floor 0.01")
+    axes[0].axhline(2.0, color="grey", linestyle=":", label="first batch (2.0)")
+    axes[0].set_yscale("log")
+    axes[0].set_title("coefficient of a class positive in the batch")
+    axes[1].plot(log["step"], 100 * log["coef_at_floor"], label="at the floor (%)")
+    axes[1].plot(log["step"], log["positive_classes"], label="positive classes in the batch")
+    axes[1].set_title("classes at the floor, classes in the batch")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

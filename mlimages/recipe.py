@@ -5,8 +5,12 @@ Pretraining (`train.py` with `example/train.sh`): while `step < warmup_steps`, t
 then `lr * decay_factor ** k` with `k` the number of boundaries `decay_steps * (1..num_decays)`
 strictly below the step (TF1 `piecewise_constant`: the old value holds *at* a boundary).
 Fine-tuning (`finetune.py` with `example/finetune.sh`): `lr * decay_factor ** (step //
-decay_steps)` (staircase: the new value starts *at* a multiple). Steps are the optimiser's
-iteration count before the update, as TF1's `global_step` and Keras' `optimizer.iterations`.
+decay_steps)` (staircase: the new value starts *at* a multiple), i.e. x0.1 at 1/4, 2/4 and 3/4
+of the 600k steps. Here the decays sit at fractions of the run (`decay_at`), so a shorter run
+keeps the paper's shape, and an optional linear warm-up over the first `warmup_fraction` of the
+steps (Goyal et al. 2017: the companion of the linear scaling rule; the paper has none) guards
+the early steps of a freshly initialised head. Steps are the optimiser's iteration count
+before the update, as TF1's `global_step` and Keras' `optimizer.iterations`.
 
 Both are piecewise constant in the step, so each is also given as a `Schedule` (boundaries and
 values with Keras' `PiecewiseConstantDecay` semantics, which a test checks) that the training
@@ -35,6 +39,7 @@ PAPER_GLOBAL_BATCH = 4_096
 # Fine-tuning, example/finetune.sh: 4 GPUs x 64 images.
 FINETUNE_LR = 0.1
 FINETUNE_DECAY_STEPS = 150_000
+FINETUNE_DECAY_AT = (0.25, 0.5, 0.75)  # 150k, 300k and 450k of 600k steps
 FINETUNE_DECAY_FACTOR = 0.1
 FINETUNE_STEPS = 600_000
 FINETUNE_GLOBAL_BATCH = 256
@@ -91,13 +96,20 @@ def pretrain_lr(
 
 def finetune_lr(
     step: int,
+    steps: int = FINETUNE_STEPS,
     lr: float = FINETUNE_LR,
-    decay_steps: int = FINETUNE_DECAY_STEPS,
+    decay_at: tuple[float, ...] = FINETUNE_DECAY_AT,
     decay_factor: float = FINETUNE_DECAY_FACTOR,
+    warmup_fraction: float = 0.0,
     scale: float = 1.0,
 ) -> float:
-    """The fine-tuning rate at `step`: staircase decay, the new rate starting at each multiple."""
-    return scale * lr * decay_factor ** (step // decay_steps)
+    """The fine-tuning rate at `step` of a `steps`-step run: a linear warm-up to `lr`, then
+    x`decay_factor` from each step `round(fraction * steps)` of `decay_at` on."""
+    warmup = round(warmup_fraction * steps)
+    if step < warmup:
+        return scale * lr * (step + 1) / warmup
+    k = sum(step >= round(f * steps) for f in decay_at)
+    return scale * lr * decay_factor**k
 
 
 @dataclass(frozen=True)
@@ -152,16 +164,23 @@ def pretrain_schedule(
 def finetune_schedule(
     steps: int,
     lr: float = FINETUNE_LR,
-    decay_steps: int = FINETUNE_DECAY_STEPS,
+    decay_at: tuple[float, ...] = FINETUNE_DECAY_AT,
     decay_factor: float = FINETUNE_DECAY_FACTOR,
+    warmup_fraction: float = 0.0,
     scale: float = 1.0,
 ) -> Schedule:
-    """`finetune_lr` as a table covering steps 0..`steps` (its decay never stops)."""
-    if decay_steps < 1:
-        raise ValueError(f"decay_steps must be positive; got {decay_steps}")
-    stairs = steps // decay_steps
-    boundaries = tuple(decay_steps * (k + 1) - 1 for k in range(stairs))
-    values = tuple(scale * lr * decay_factor**k for k in range(stairs + 1))
+    """`finetune_lr` as a table covering steps 0..`steps`."""
+    if steps < 1:
+        raise ValueError(f"steps must be positive; got {steps}")
+    if list(decay_at) != sorted(decay_at) or any(not 0 < f < 1 for f in decay_at):
+        raise ValueError(f"decay_at = {list(decay_at)}; expected increasing fractions in (0, 1)")
+    warmup = round(warmup_fraction * steps)
+    cuts = sorted({*range(1, warmup + 1), *(round(f * steps) for f in decay_at)} - {0})
+    boundaries = tuple(c - 1 for c in cuts if c < steps)
+    starts = (0, *(b + 1 for b in boundaries))
+    values = tuple(
+        finetune_lr(s, steps, lr, decay_at, decay_factor, warmup_fraction, scale) for s in starts
+    )
     return Schedule(boundaries, values)
 
 

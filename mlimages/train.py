@@ -53,6 +53,7 @@ class TrainTask:
     eval_every: int = 0
     eval_fn: Callable[[Any], dict[str, float]] | None = None
     initialize: Callable[[Any], dict] | None = None  # e.g. load pretrained weights when fresh
+    finalize: Callable[[Any], None] | None = None  # e.g. precise BN, before the model is saved
     loss_options: dict[str, Any] = field(default_factory=dict)
     progress: bool | None = None
     keep_checkpoints: int = 3
@@ -215,6 +216,8 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
                 / worker.count
                 / max(elapsed, 1e-9),
             }
+            if counters is not None:
+                record.update(coefficient_summary(counters.positive_streak.numpy()))
             if (
                 task.eval_fn is not None
                 and task.eval_every
@@ -239,6 +242,8 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
     if not worker.is_chief:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     elif current >= task.steps:
+        if task.finalize is not None:
+            task.finalize(model)
         save_model(model, task.out / MODEL_FILE)
     result = {
         "steps": current,
@@ -256,6 +261,28 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
     if worker.is_chief:
         write_json_atomic(task.out / "metrics.json", result)
     return result
+
+
+def coefficient_summary(positive_streak: np.ndarray) -> dict[str, float]:
+    """The adaptive loss's coefficients of this step's positive classes, from the streaks.
+
+    A class has t > 0 exactly when this step's batch held a positive of it (a negative batch
+    resets t to 0), and its coefficient is max(-log10((0.01 + t) / 10), 0.01) (mlimages.loss):
+    the quantiles show whether classes spread over the range or sit at the floor, as they do
+    when every class is in every batch.
+    """
+    t = positive_streak[positive_streak > 0]
+    if t.size == 0:
+        return {"positive_classes": 0}
+    coef = np.maximum(-np.log10((0.01 + t) / 10.0), 0.01)
+    p10, p50, p90 = np.quantile(coef, [0.1, 0.5, 0.9])
+    return {
+        "positive_classes": int(t.size),
+        "coef_p10": float(p10),
+        "coef_median": float(p50),
+        "coef_p90": float(p90),
+        "coef_at_floor": float(np.mean(coef <= 0.01)),
+    }
 
 
 def save_model(model, path: Path) -> Path:

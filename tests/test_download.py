@@ -269,3 +269,25 @@ def test_stage_on_the_smoke_profile(runs: Path) -> None:
     assert metrics["total"]["failed"] == 0
     assert (runs / "smoke" / "download" / "metrics.json").is_file()
     assert (runs / "smoke" / "download" / "subset" / "train_list.txt").is_file()
+
+
+def test_the_miniature_takes_a_target_task_of_its_own(runs: Path, tmp_path: Path) -> None:
+    """download.target_*_list and records.target_dictionary replace the miniature's target."""
+    from mlimages.synthetic import ensure_miniature
+
+    mini = ensure_miniature(load_params("smoke").synth, tmp_path / "mini")
+    own = {
+        "download.target_train_list": str(mini.target_list("train")),
+        "download.imagenet_train": str(mini.target_dir / "train"),
+        "download.target_val_list": str(mini.target_list("val")),
+        "download.imagenet_val": str(mini.target_dir / "val"),
+        "records.target_dictionary": str(mini.target_dictionary),
+    }
+    found = download.splits(load_params("smoke", own))
+    assert set(found) == {"train", "val", "target_train", "target_val"}
+    assert found["target_train"].label_list == mini.target_list("train")
+    assert found["target_val"].root == mini.target_dir / "val"
+    only_train = {k: v for k, v in own.items() if "_val" not in k}
+    assert set(download.splits(load_params("smoke", only_train))) == {
+        "train", "val", "target_train",
+    }  # fmt: skip

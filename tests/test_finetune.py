@@ -49,9 +49,11 @@ def test_size_schedules_follow_the_settings() -> None:
     assert finetune.size_schedule(paper, 4) == [(0, 600_000, 299)]
     default = load_params("default")
     schedule = finetune.size_schedule(default, 3)
-    assert finetune.train_sizes_label(schedule) == "36->48"
-    assert [finetune.size_at(schedule, s) for s in (0, 89, 90, 119)] == [36, 36, 48, 48]
+    assert finetune.train_sizes_label(schedule) == "72->96"
+    assert [finetune.size_at(schedule, s) for s in (0, 119, 120, 239)] == [72, 72, 96, 96]
     assert finetune.setting(default, 5).linear_probe and not finetune.setting(default, 1).pretrained
+    baseline = finetune.setting(default, 6)
+    assert baseline.linear_probe and not baseline.pretrained
     with pytest.raises(ValueError, match="ckpt 9: expected one of the checkpoints"):
         finetune.setting(default, 9)
 
@@ -114,8 +116,9 @@ def test_base_then_large_and_a_resume_continues_the_size_schedule(smoke_runs: Pa
     assert [r["step"] for r in read_log(task.out)] == [1, 2, 3, 4]
     finetune.write_schedule(params, 3)
     schedule = finetune.read_schedule(params, 3)
-    assert list(schedule["image_size"]) == [24, 24, 24, 32]
-    assert list(schedule["learning_rate"]) == pytest.approx([0.1, 0.01, 0.001, 0.0001])
+    assert list(schedule["first_step"]) == [0, 2, 3]
+    assert list(schedule["image_size"]) == [24, 24, 32]
+    assert list(schedule["learning_rate"]) == pytest.approx([0.1, 0.01, 0.01])
 
 
 def test_large_with_frozen_stages_keeps_stem_and_stages_0_1(smoke_runs: Path) -> None:
@@ -184,3 +187,29 @@ def test_the_authors_checkpoint_initialises_a_new_head(shared: Path) -> None:
     report = finetune.load_pretrained(model, shared / "ckpt-resnet50-authors-random")
     assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
     assert len(report.loaded) == len(tf1_variables(model)) - 2
+
+
+def test_precise_bn_sets_the_mean_of_batch_statistics_and_spares_frozen_layers() -> None:
+    import keras
+
+    from mlimages.model import build_resnet
+
+    model = build_resnet(3, blocks=[1, 1, 1, 1], width=4)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    frozen = bns[-1]
+    frozen.trainable = False
+    kept = frozen.moving_mean.numpy().copy()
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32) + k for k in range(3)]
+    assert finetune.precise_bn(model, batches) == len(bns) - 1
+    # The first BN's input is the stem convolution's output: independent of any BN.
+    first = bns[0]
+    stem = keras.Model(model.inputs, first.input)
+    outs = [np.asarray(stem(b)) for b in batches]
+    mean = np.mean([o.mean(axis=(0, 1, 2)) for o in outs], axis=0)
+    var = np.mean([o.var(axis=(0, 1, 2)) for o in outs], axis=0)
+    np.testing.assert_allclose(first.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(), var, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(frozen.moving_mean.numpy(), kept)
+    with pytest.raises(ValueError, match="no batches"):
+        finetune.precise_bn(model, [])

@@ -87,3 +87,18 @@ def test_run_dirs_follow_the_environment(runs: Path) -> None:
     assert params.stage_dir("explore").is_dir()
     written = params.write(params.stage_dir("explore") / "params.yaml")
     assert load_params(written).synth == params.synth  # the saved file is itself a valid profile
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"data.val_list": "v.txt"}, "data.val_list is set but"),
+        ({"download.imagenet_root": "/x"}, "download.imagenet_root is set"),
+        ({"download.imagenet_val": "/x"}, "download.imagenet_val is set without"),
+        ({"download.target_val_list": "v.txt"}, "target_val_list is set without"),
+        ({"records.target_dictionary": "d.txt"}, "records.target_dictionary go together"),
+    ],
+)
+def test_a_key_no_stage_would_read_is_refused(overrides: dict, named: str) -> None:
+    with pytest.raises(ParamsError, match=f"(?s)invalid parameters.*{named}"):
+        load_params("smoke", overrides)

@@ -85,3 +85,26 @@ def test_inconsistent_schedules_are_refused() -> None:
         R.pretrain_schedule(warmup_steps=200, decay_steps=100)
     with pytest.raises(ValueError, match="boundaries must increase"):
         R.Schedule((5, 3), (1.0, 0.5, 0.1))
+
+
+def test_finetuning_schedule_scales_with_the_run_length() -> None:
+    """Decays at fractions: halving the steps halves every boundary, the rates stay."""
+    long = R.finetune_schedule(400, lr=0.1, decay_at=(0.5, 0.75))
+    short = R.finetune_schedule(200, lr=0.1, decay_at=(0.5, 0.75))
+    assert long.boundaries == (199, 299)
+    assert short.boundaries == (99, 149)
+    assert long.values == short.values == pytest.approx((0.1, 0.01, 0.001))
+
+
+def test_finetuning_warmup_is_linear_then_the_staircase() -> None:
+    table = R.finetune_schedule(100, lr=0.2, decay_at=(0.5,), warmup_fraction=0.1, scale=0.5)
+    rates = [table(s) for s in range(100)]
+    assert rates[:10] == pytest.approx([0.1 * (s + 1) / 10 for s in range(10)])
+    assert rates[10:50] == pytest.approx([0.1] * 40)
+    assert rates[50:] == pytest.approx([0.01] * 50)
+    assert rates == [R.finetune_lr(s, 100, 0.2, (0.5,), 0.1, 0.1, 0.5) for s in range(100)]
+
+
+def test_finetuning_schedule_refuses_fractions_out_of_order() -> None:
+    with pytest.raises(ValueError, match="decay_at"):
+        R.finetune_schedule(100, decay_at=(0.75, 0.5))
