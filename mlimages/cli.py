@@ -83,14 +83,18 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from mlimages.params import load_params
-    from mlimages.synthetic import generate
+    from mlimages.synthetic import generate, statistics
 
     params = load_params(args.params, args.overrides)
     out = Path(args.out) if args.out else params.run_dir / "data" / "mini"
     dataset = generate(params.synth, out)
+    if args.json:
+        stats = statistics(dataset, params.pretrain.global_batch)
+        _emit({"out": str(dataset.root), **dataset.info["counts"], **stats}, True)
+        return
     _emit(
         {"out": str(dataset.root), **dataset.info["counts"], "classes": dataset.info["classes"]},
-        args.json,
+        False,
     )
 
 

@@ -16,7 +16,7 @@ from mlimages.annotations import LabelTable, label_stats, read_label_list
 from mlimages.atomic import write_json_atomic
 from mlimages.paper import dataset_statistics
 from mlimages.params import Params
-from mlimages.synthetic import ensure_miniature
+from mlimages.synthetic import MiniDataset, ensure_miniature, statistics
 from mlimages.taxonomy import Taxonomy, load_dictionary
 
 STAGE = "explore"
@@ -31,6 +31,7 @@ class ExploreData:
     closed: LabelTable | None
     description: str
     val_images: int | None = None
+    mini: MiniDataset | None = None  # the generated miniature, when the profile uses one
 
     @property
     def num_classes(self) -> int:
@@ -55,6 +56,7 @@ def load(params: Params) -> ExploreData:
         val_list: Path | None = mini.url_list("val")
         description = f"mini ML-Images (generated, seed {params.synth.seed}) in {mini.root}"
     else:
+        mini = None
         dictionary = data.dictionary
         train_list = str(params.resolve_path(data.train_list)) if data.train_list else None
         val_list = params.resolve_path(data.val_list) if data.val_list else None
@@ -68,7 +70,7 @@ def load(params: Params) -> ExploreData:
     labels = read_label_list(train_list, num_classes=num_classes, progress=params.explore.progress)
     closed = labels.close(taxonomy) if taxonomy is not None and params.explore.close else None
     val_images = _count_lines(val_list) if val_list is not None and val_list.is_file() else None
-    return ExploreData(taxonomy, labels, closed, description, val_images)
+    return ExploreData(taxonomy, labels, closed, description, val_images, mini)
 
 
 def hierarchy_table(taxonomy: Taxonomy) -> pd.DataFrame:
@@ -237,6 +239,88 @@ def save(data: ExploreData, params: Params) -> Path:
         plt.close(fig)
     write_json_atomic(out / "metrics.json", metrics)
     return out
+
+
+def miniature_vs_paper(data: ExploreData, global_batch: int) -> pd.DataFrame:
+    """The miniature's figures (`synthetic.statistics`) beside the paper's; the rows the
+    paper has no figure for are the ones DESIGN §5 asks of the miniature."""
+    if data.mini is None:
+        raise ValueError("the profile does not use the miniature (data.uses_miniature)")
+    stats = statistics(data.mini, global_batch)
+    paper = dataset_statistics()
+    per_class = stats["images_per_class"]
+    rows = [
+        ("classes", stats["classes"]),
+        ("max_depth", stats["max_depth"]),
+        ("mean_depth", stats["mean_depth"]),
+        ("labels_per_image_mean", stats["labels_per_image_mean"]),
+        ("images_per_class_mean", per_class["mean"]),
+        ("classes_over_100_images", stats["classes_over_100_images"]),
+        ("train_images", stats["train_images"]),
+    ]
+    frame = pd.DataFrame(
+        [
+            {"figure": paper[key].description, "paper": paper[key].value, "miniature": value}
+            for key, value in rows
+        ]
+    )
+    extra = pd.DataFrame(
+        [
+            {"figure": "leaves", "paper": np.nan, "miniature": stats["leaves"]},
+            {
+                "figure": "images per class (median)",
+                "paper": np.nan,
+                "miniature": per_class["median"],
+            },
+            {"figure": "images per class (max)", "paper": np.nan, "miniature": per_class["max"]},
+            {
+                "figure": f"share of leaves in a batch of {global_batch}",
+                "paper": np.nan,
+                "miniature": stats["leaf_batch_presence"],
+            },
+        ]
+    )
+    return pd.concat([frame, extra], ignore_index=True)
+
+
+def plot_training_grid(data: ExploreData, n: int = 12, columns: int = 6):
+    """The first `n` training images with their leaf labels (names), as listed."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    if data.taxonomy is None:
+        raise ValueError("leaf names need the dictionary; set data.dictionary")
+    is_leaf = np.zeros(data.num_classes, dtype=bool)
+    is_leaf[data.taxonomy.leaves] = True
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, ax in zip(range(min(n, len(data.labels))), axes.ravel(), strict=False):
+        key = data.labels.key(i)
+        with Image.open(Path(key.removeprefix("file://"))) as image:
+            ax.imshow(image.convert("RGB"))
+        indices = data.labels.labels(i)[0]
+        names = [data.taxonomy.names[c].split(",")[0][:22] for c in indices if is_leaf[c]]
+        ax.set_title("\n".join(names), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_images_per_class_loglog(data: ExploreData):
+    """Images per class against rank on log-log axes: all classes, and the leaves alone."""
+    import matplotlib.pyplot as plt
+
+    counts = images_per_class(data)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.loglog(np.arange(1, len(counts) + 1), counts.to_numpy(), label="all classes")
+    if data.taxonomy is not None:
+        leaves = counts[counts.index.isin(data.taxonomy.leaves)]
+        ax.loglog(np.arange(1, len(leaves) + 1), leaves.to_numpy(), label="leaves")
+    ax.set(xlabel="class rank (log)", ylabel="images (log)", title="Images per class, log-log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def _count_lines(path: Path) -> int:

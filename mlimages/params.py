@@ -55,10 +55,16 @@ class SynthParams(StrictModel):
     """The embedded mini ML-Images (DESIGN §5); sizes chosen for a 2-core laptop."""
 
     seed: int = 0
-    num_train: int = Field(4000, ge=1)
-    num_val: int = Field(800, ge=1)
-    image_size: int = Field(64, ge=16, le=1024, description="side of the generated originals")
+    num_train: int = Field(8000, ge=1)
+    num_val: int = Field(1000, ge=1)
+    image_size: int = Field(96, ge=16, le=1024, description="side of the generated originals")
     max_objects: int = Field(3, ge=1, le=8)
+    tail_exponent: float = Field(
+        0.95, ge=0.0, le=4.0, description="leaf draws follow p(rank) ~ rank^-a (the long tail)"
+    )
+    tail_floor: int = Field(
+        3, ge=0, description="training images every leaf appears in at least (where they fit)"
+    )
     label_noise: float = Field(
         0.05, ge=0.0, le=1.0, description="share of images with a wrong or missing leaf label"
     )
@@ -68,8 +74,8 @@ class SynthParams(StrictModel):
         le=1.0,
         description="share of images listed without ancestors, as in the published lists",
     )
-    target_classes: int = Field(10, ge=2)
-    target_train_per_class: int = Field(10, ge=1)
+    target_classes: int = Field(20, ge=2)
+    target_train_per_class: int = Field(16, ge=1)
     target_val_per_class: int = Field(30, ge=1)
     jpeg_quality: int = Field(90, ge=50, le=100)
 

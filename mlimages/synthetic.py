@@ -1,160 +1,66 @@
 """Mini ML-Images: a seeded miniature of the database, written in the authors' formats.
 
 No real image can be fetched on a fresh machine, and the full study needs a cluster, so the
-default profile runs on this. Its 64 classes are a real sub-forest of the authors'
-dictionary (real WordNet ids, names and parents, kept in the authors' index order, so
-`water` precedes its parent `fluid` as 9741 precedes 10348 there). Each object class is a
-drawable glyph: the parent decides the shape (ball = disc, boat = hull and sail, car = body
-and wheels, flower = petals) and the leaf the colour, so the hierarchy is visible in the
-pixels. Backgrounds are the `matter` classes sky, sand and water.
+default profile runs on this. It keeps what the paper's mechanisms depend on (DESIGN §5):
 
-The single-label target task (the miniature's ImageNet) uses the leaves that pretraining
-never shows: known shapes in colour combinations never seen together, few images a class,
-so that what pretraining learnt can matter.
+- Classes: a real sub-forest of the authors' dictionary, several hundred classes 15 edges
+  deep at most (`mlimages.miniforest`, vendored as `mlimages/data/mini_forest.tsv`).
+- The hierarchy in the pixels: each branching level of a class's path adds one visual
+  attribute (`mlimages.appearance`), so relatives look alike.
+- Scenes of 1..`max_objects` objects on a background. The backgrounds are labelled with the
+  authors' `matter` classes sky, sand and water; the objects are leaves. Labels are closed
+  over ancestors at the authors' confidences (0.8/0.9/1.0), with noise on a share of the
+  training images and an unclosed share listed without ancestors, as published.
+- The long tail: the leaves are ranked by a seeded permutation and every object draws its
+  leaf with p(rank) proportional to rank^-a, a = `tail_exponent`, after `tail_floor`
+  objects of every leaf are placed first (so each leaf is in at least a few training
+  images). The default a = 0.95 is the least-squares slope of log images against log rank
+  of the paper's images-per-class figure (`paper_num_images_per_class.png`, digitised)
+  over ranks 1,000-9,500, the bulk of its 11,166 classes where leaves dominate; the steeper
+  head of that figure (up to a = 1.7 from rank 20) is ancestors' counts, which the
+  closure here produces by itself. A pure power law through the paper's two summary
+  numbers (13,843 images a class on average, 10,505 classes over 100 images) gives
+  a = 1.42, a head far steeper than the bulk, so the figure's bulk was fitted instead.
+  With 230 object leaves and 2 objects an image on average, a batch of 64 images holds
+  about a quarter of the leaves: the adaptive loss's streak counters see absences, as
+  at scale.
+- The target task (the miniature's ImageNet): single-object images of `target_classes`
+  pretraining leaves from the frequent-to-middle part of the tail, one subtree after the
+  other, generated apart from the pretraining images (an optional small distractor).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm.auto import tqdm
 
-from mlimages.annotations import LabelTable
+from mlimages.annotations import LabelTable, read_label_list
+from mlimages.appearance import Look, looks, sprite
 from mlimages.atomic import write_text_atomic
+from mlimages.miniforest import ANCHORS, BACKGROUNDS, anchor_of, mini_forest
 from mlimages.params import SynthParams
 from mlimages.progress import quiet
-from mlimages.taxonomy import Taxonomy
+from mlimages.taxonomy import Taxonomy, load_dictionary
 
-# (wnid, name, parent wnid) in the authors' index order; copied from their dictionary.
-MINI_CLASSES: tuple[tuple[str, str, str | None], ...] = (
-    ("n00020827", "matter", None),
-    ("n00002684", "object, physical object", None),
-    ("n14877585", "gas", "n00020827"),
-    ("n00019613", "substance", "n00020827"),
-    ("n09436708", "sky", "n14877585"),
-    ("n14580897", "material, stuff", "n00019613"),
-    ("n15019030", "sand", "n14580897"),
-    ("n00003553", "whole, unit", "n00002684"),
-    ("n00021939", "artifact, artefact", "n00003553"),
-    ("n00004258", "living thing, animate thing", "n00003553"),
-    ("n03575240", "instrumentality, instrumentation", "n00021939"),
-    ("n03294048", "equipment", "n03575240"),
-    ("n03094503", "container", "n03575240"),
-    ("n03100490", "conveyance, transport", "n03575240"),
-    ("n03414162", "game equipment", "n03294048"),
-    ("n02778669", "ball", "n03414162"),
-    ("n04254680", "soccer ball", "n02778669"),
-    ("n02882301", "bowling ball, bowl", "n02778669"),
-    ("n02839351", "billiard ball", "n02778669"),
-    ("n03134739", "croquet ball", "n02778669"),
-    ("n03131967", "cricket ball", "n02778669"),
-    ("n04409515", "tennis ball", "n02778669"),
-    ("n03445777", "golf ball", "n02778669"),
-    ("n04118538", "rugby ball", "n02778669"),
-    ("n04576211", "wheeled vehicle", "n03094503"),
-    ("n04170037", "self-propelled vehicle", "n04576211"),
-    ("n03791235", "motor vehicle, automotive vehicle", "n04170037"),
-    ("n02958343", "car, auto, automobile, machine, motorcar", "n03791235"),
-    (
-        "n02814533",
-        "beach wagon, station wagon, wagon, estate car, beach waggon, station waggon, waggon",
-        "n02958343",
-    ),
-    ("n03777568", "Model T", "n02958343"),
-    ("n03770679", "minivan", "n02958343"),
-    ("n03100240", "convertible", "n02958343"),
-    ("n02930766", "cab, hack, taxi, taxicab", "n02958343"),
-    ("n04037443", "racer, race car, racing car", "n02958343"),
-    ("n03498781", "hatchback", "n02958343"),
-    ("n04097373", "roadster, runabout, two-seater", "n02958343"),
-    ("n04524313", "vehicle", "n03100490"),
-    ("n03125870", "craft", "n04524313"),
-    ("n04530566", "vessel, watercraft", "n03125870"),
-    ("n02858304", "boat", "n04530566"),
-    ("n03662601", "lifeboat", "n02858304"),
-    ("n03447447", "gondola", "n02858304"),
-    ("n04495843", "tugboat, tug, towboat, tower", "n02858304"),
-    ("n04024983", "punt", "n02858304"),
-    ("n03329663", "ferry, ferryboat", "n02858304"),
-    ("n02947660", "canal boat, narrow boat, narrowboat", "n02858304"),
-    ("n03344393", "fireboat", "n02858304"),
-    ("n00004475", "organism, being", "n00004258"),
-    ("n00017222", "plant, flora, plant life", "n00004475"),
-    ("n13083586", "vascular plant, tracheophyte", "n00017222"),
-    ("n11552386", "spermatophyte, phanerogam, seed plant", "n13083586"),
-    ("n11665372", "angiosperm, flowering plant", "n11552386"),
-    ("n11669921", "flower", "n11665372"),
-    ("n11736694", "nigella", "n11669921"),
-    ("n12008487", "black-eyed Susan, Rudbeckia hirta, Rudbeckia serotina", "n11669921"),
-    (
-        "n11955896",
-        "mistflower, mist-flower, ageratum, Conoclinium coelestinum, Eupatorium coelestinum",
-        "n11669921",
-    ),
-    ("n12879527", "calceolaria, slipperwort", "n11669921"),
-    (
-        "n12884260",
-        "toadflax, butter-and-eggs, wild snapdragon, devil's flax, Linaria vulgaris",
-        "n11669921",
-    ),
-    ("n12034141", "zinnia, old maid, old maid flower", "n11669921"),
-    ("n12026476", "Easter daisy, stemless daisy, Townsendia Exscapa", "n11669921"),
-    ("n12833149", "African violet, Saintpaulia ionantha", "n11669921"),
-    ("n07935504", "water", "n14939445"),
-    ("n14939445", "fluid", "n00020827"),
-    ("n03603594", "junk", "n02858304"),
-)
-
-# Object groups: parent wnid -> (glyph, leaves). The first PRETRAIN_LEAVES leaves of each
-# group appear in pretraining; the rest are the target task's classes.
-GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "n02778669": ("ball", ("n04409515", "n03445777", "n04254680", "n02839351", "n02882301",
-                           "n03131967", "n03134739", "n04118538")),
-    "n02858304": ("boat", ("n03662601", "n03447447", "n04495843", "n03329663", "n02947660",
-                           "n03603594", "n03344393", "n04024983")),
-    "n02958343": ("car", ("n03770679", "n03100240", "n02930766", "n04037443", "n03498781",
-                          "n04097373", "n02814533", "n03777568")),
-    "n11669921": ("flower", ("n12034141", "n12008487", "n12833149", "n12026476", "n12879527",
-                             "n11736694", "n12884260", "n11955896")),
-}  # fmt: skip
-PRETRAIN_LEAVES = 5
-BACKGROUNDS = ("n09436708", "n15019030", "n07935504")  # sky, sand, water
-PALETTE = (
-    (220, 40, 40), (40, 170, 60), (40, 70, 220), (240, 210, 40),
-    (200, 50, 200), (40, 200, 210), (245, 130, 30), (25, 25, 25),
-)  # fmt: skip
 CONFIDENCES = (0.8, 0.9, 1.0)
 CONFIDENCE_PROBS = (0.2, 0.3, 0.5)
+TARGET_BAND = (0.05, 0.5)  # target leaves come from these quantiles of the frequency ranking
+OBJECT_EXTENT = (0.48, 0.8)  # drawing side / image side: the body itself covers ~30-50%
+DISTRACTOR_EXTENT = (0.25, 0.35)
+DISTRACTOR_PROB = 0.3
+SPLIT_CODES = {"train": 0, "val": 1, "target_train": 2, "target_val": 3}
 
 
 def mini_taxonomy() -> Taxonomy:
-    index = {wnid: i for i, (wnid, _, _) in enumerate(MINI_CLASSES)}
-    records = [(w, n, index[p] if p else -1) for w, n, p in MINI_CLASSES]
-    return Taxonomy.from_records(records, source="mini ML-Images")
-
-
-@dataclass(frozen=True)
-class Glyph:
-    """One drawable leaf class: its group's shape in its own colour."""
-
-    wnid: str
-    shape: str
-    color: tuple[int, int, int]
-
-
-def glyphs() -> tuple[list[Glyph], list[Glyph]]:
-    """(pretraining leaves, target leaves); leaf k of group g gets colour (k + 2g) mod 8."""
-    pretrain, target = [], []
-    for g, (shape, leaves) in enumerate(GROUPS.values()):
-        for k, wnid in enumerate(leaves):
-            glyph = Glyph(wnid, shape, PALETTE[(k + 2 * g) % len(PALETTE)])
-            (pretrain if k < PRETRAIN_LEAVES else target).append(glyph)
-    return pretrain, target
+    """The miniature's classes (the vendored sub-forest of the authors' dictionary)."""
+    return mini_forest()
 
 
 @dataclass(frozen=True)
@@ -189,6 +95,65 @@ class MiniDataset:
         return json.loads((self.root / "synth.json").read_text())
 
 
+@dataclass(frozen=True)
+class Design:
+    """What the parameters decide before any pixel: classes, looks, the tail, the target."""
+
+    taxonomy: Taxonomy
+    looks: list[Look]
+    ranked: np.ndarray  # object leaves (class indices), most frequent first
+    probabilities: np.ndarray  # draw probability of ranked[r]
+    backgrounds: np.ndarray  # class indices of sky, sand, water
+    target: np.ndarray  # class indices of the target task's classes, label order
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One image: its objects (leaf indices), its background and its label row."""
+
+    objects: tuple[int, ...]
+    background: int
+    labels: list[tuple[int, float]]
+
+
+def tail_probabilities(leaves: int, exponent: float) -> np.ndarray:
+    """p(rank) proportional to rank^-a, ranks 1..leaves."""
+    weights = np.arange(1, leaves + 1, dtype=float) ** -exponent
+    return weights / weights.sum()
+
+
+def design(params: SynthParams) -> Design:
+    """The seeded choices shared by every split (its own random stream)."""
+    taxonomy = mini_taxonomy()
+    rng = np.random.default_rng([params.seed, 0])
+    backgrounds = np.array([taxonomy.index_of_wnid[w] for w in BACKGROUNDS])
+    leaves = np.setdiff1d(taxonomy.leaves, backgrounds)
+    ranked = leaves[rng.permutation(len(leaves))]
+    target = choose_target(taxonomy, ranked, params.target_classes)
+    probabilities = tail_probabilities(len(ranked), params.tail_exponent)
+    return Design(taxonomy, looks(taxonomy), ranked, probabilities, backgrounds, target)
+
+
+def choose_target(taxonomy: Taxonomy, ranked: np.ndarray, k: int) -> np.ndarray:
+    """`k` leaves from the TARGET_BAND of the ranking, one subtree (anchor) after the other,
+    the most frequent first within each: pretraining has seen them, and they are spread."""
+    lo, hi = (int(q * len(ranked)) for q in TARGET_BAND)
+    band = ranked[lo:hi]
+    if k > len(band):
+        raise ValueError(
+            f"synth.target_classes = {k}; expected at most {len(band)} (the leaves ranked "
+            f"{lo + 1}..{hi} of {len(ranked)})"
+        )
+    anchors = anchor_of(taxonomy)[band]
+    queues = [list(band[anchors == a]) for a in range(len(ANCHORS))]
+    chosen: list[int] = []
+    while len(chosen) < k:
+        for queue in queues:
+            if queue and len(chosen) < k:
+                chosen.append(int(queue.pop(0)))
+    return np.array(chosen)
+
+
 def ensure_miniature(params: SynthParams, out: Path, progress: bool | None = None) -> MiniDataset:
     """Reuse `out` when it holds a miniature made with the same parameters, else regenerate."""
     dataset = MiniDataset(out)
@@ -204,131 +169,147 @@ def generate(params: SynthParams, out: Path, progress: bool | None = None) -> Mi
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    rng = np.random.default_rng(params.seed)
-    taxonomy = mini_taxonomy()
-    taxonomy.write(tmp / "dictionary_and_semantic_hierarchy.txt")
-    pretrain, target = glyphs()
-    if params.target_classes > len(target):
-        raise ValueError(
-            f"synth.target_classes = {params.target_classes}; expected at most {len(target)}"
-        )
-    target = target[: params.target_classes]
-    counts = {}
-    bar = tqdm(
-        total=params.num_train
-        + params.num_val
-        + params.target_classes * (params.target_train_per_class + params.target_val_per_class),
-        desc="mini ML-Images",
-        unit="img",
-        disable=quiet(progress),
-    )
-    for split, n, noisy in (("train", params.num_train, True), ("val", params.num_val, False)):
-        counts[split] = _write_multilabel_split(
-            tmp, out.resolve(), split, n, noisy, params, taxonomy, pretrain, rng, bar
-        )
-    for split, per_class in (
-        ("train", params.target_train_per_class),
-        ("val", params.target_val_per_class),
-    ):
-        counts[f"target_{split}"] = _write_target_split(
-            tmp, split, per_class, params, target, pretrain, rng, bar
-        )
-    bar.close()
-    _write_target_dictionary(tmp, taxonomy, target)
+    plan = design(params)
+    plan.taxonomy.write(tmp / "dictionary_and_semantic_hierarchy.txt")
+    splits = {
+        "train": scenes(params, plan, "train"),
+        "val": scenes(params, plan, "val"),
+        "target_train": target_scenes(params, plan, "target_train"),
+        "target_val": target_scenes(params, plan, "target_val"),
+    }
+    total = sum(len(s) for s in splits.values())
+    with tqdm(total=total, desc="mini ML-Images", unit="img", disable=quiet(progress)) as bar:
+        for split in ("train", "val"):
+            _write_multilabel_split(tmp, out.resolve(), split, splits[split], params, plan, bar)
+        for split in ("train", "val"):
+            _write_target_split(tmp, split, splits[f"target_{split}"], params, plan, bar)
+    _write_target_dictionary(tmp, plan)
     info = {
         "params": params.model_dump(),
-        "counts": counts,
-        "classes": taxonomy.num_classes,
-        "pretrain_leaves": [g.wnid for g in pretrain],
-        "target_classes": [g.wnid for g in target],
+        "counts": {split: len(s) for split, s in splits.items()},
+        "classes": plan.taxonomy.num_classes,
+        "pretrain_leaves": [plan.taxonomy.wnids[i] for i in plan.ranked],
+        "target_classes": [plan.taxonomy.wnids[i] for i in plan.target],
         "backgrounds": list(BACKGROUNDS),
+        "tail": {"exponent": params.tail_exponent, "floor": params.tail_floor},
     }
-    (tmp / "synth.json").write_text(json.dumps(info, indent=2))
+    write_text_atomic(tmp / "synth.json", json.dumps(info, indent=2))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return MiniDataset(out)
 
 
+def scenes(params: SynthParams, plan: Design, split: str) -> list[Scene]:
+    """The multi-label split's images as objects and label rows, without pixels (cheap)."""
+    n = params.num_train if split == "train" else params.num_val
+    rng = np.random.default_rng([params.seed, 1, SPLIT_CODES[split]])
+    per_image = rng.integers(1, params.max_objects + 1, size=n)
+    floor = params.tail_floor if split == "train" else 0
+    slots = _leaf_slots(int(per_image.sum()), floor, plan, rng)
+    noisy = split == "train"
+    leaves = set(plan.ranked.tolist())
+    out = []
+    for objects in np.split(slots, np.cumsum(per_image)[:-1]):
+        background = int(plan.backgrounds[rng.integers(len(plan.backgrounds))])
+        labels = {background: _confidence(rng)}
+        for leaf in objects.tolist():
+            labels[leaf] = max(_confidence(rng), labels.get(leaf, 0.0))
+        if noisy and rng.random() < params.label_noise:
+            _corrupt(labels, leaves, plan.ranked, rng)
+        closed = not noisy or rng.random() >= params.unclosed_fraction
+        row = _close(labels, plan.taxonomy) if closed else sorted(labels.items())
+        out.append(Scene(tuple(objects.tolist()), background, row))
+    return out
+
+
+def _leaf_slots(total: int, floor: int, plan: Design, rng: np.random.Generator) -> np.ndarray:
+    """One leaf per object: `floor` of every leaf where they fit (at most half the objects),
+    the rest drawn from the tail, shuffled."""
+    floor = min(floor, total // (2 * len(plan.ranked)))
+    fixed = np.repeat(plan.ranked, floor)
+    drawn = rng.choice(plan.ranked, size=total - len(fixed), p=plan.probabilities)
+    slots = np.concatenate([fixed, drawn])
+    rng.shuffle(slots)
+    return slots
+
+
+def target_scenes(params: SynthParams, plan: Design, split: str) -> list[Scene]:
+    """Single-label images: the class's object, sometimes a small distractor from the tail;
+    the label row holds the target label (0..k-1), not a class index."""
+    per_class = (
+        params.target_train_per_class if split == "target_train" else params.target_val_per_class
+    )
+    rng = np.random.default_rng([params.seed, 1, SPLIT_CODES[split]])
+    out = []
+    for label, leaf in enumerate(plan.target.tolist()):
+        for _ in range(per_class):
+            background = int(plan.backgrounds[rng.integers(len(plan.backgrounds))])
+            objects = [leaf]
+            if rng.random() < DISTRACTOR_PROB:
+                other = leaf
+                while other == leaf:
+                    other = int(rng.choice(plan.ranked, p=plan.probabilities))
+                objects.append(other)
+            out.append(Scene(tuple(objects), background, [(label, 1.0)]))
+    return out
+
+
 def _write_multilabel_split(
     root: Path,
     final_root: Path,
     split: str,
-    n: int,
-    noisy: bool,
+    items: list[Scene],
     params: SynthParams,
-    taxonomy: Taxonomy,
-    pretrain: list[Glyph],
-    rng: np.random.Generator,
+    plan: Design,
     bar: tqdm,
-) -> int:
-    """Scenes of 1..max_objects objects on a background; URLs point where `root` will be moved."""
-    index = taxonomy.index_of_wnid
-    names, urls, rows = [], [], []
-    for i in range(n):
-        background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
-        objects = [
-            pretrain[k]
-            for k in rng.integers(len(pretrain), size=rng.integers(1, params.max_objects + 1))
-        ]
-        image = _draw_scene(params.image_size, background, objects, rng)
+) -> None:
+    """Images and both lists; URLs point where `root` will be moved."""
+    rng = np.random.default_rng([params.seed, 2, SPLIT_CODES[split]])
+    names, urls = [], []
+    for i, scene in enumerate(items):
         name = f"{split}_{i:06d}.jpg"
         path = root / "images" / split / f"{i // 1000:03d}" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path, quality=params.jpeg_quality)
-        labels = {index[background]: _confidence(rng)}
-        for glyph in objects:
-            conf = _confidence(rng)
-            labels[index[glyph.wnid]] = max(conf, labels.get(index[glyph.wnid], 0.0))
-        if noisy and rng.random() < params.label_noise:
-            _corrupt(labels, [index[g.wnid] for g in pretrain], rng)
-        closed = noisy is False or rng.random() >= params.unclosed_fraction
-        rows.append(_close(labels, taxonomy) if closed else sorted(labels.items()))
+        _draw_scene(params.image_size, scene, plan, rng, distractor=False).save(
+            path, format="JPEG", quality=params.jpeg_quality
+        )
         names.append(name)
         urls.append((final_root / path.relative_to(root)).as_uri())
         bar.update()
+    rows = [s.labels for s in items]
     LabelTable.from_rows(urls, rows).write(root / f"{split}_urls.txt")
     LabelTable.from_rows(names, rows).write(root / f"{split}_im_list.txt")
-    return n
 
 
 def _write_target_split(
-    root: Path,
-    split: str,
-    per_class: int,
-    params: SynthParams,
-    target: list[Glyph],
-    pretrain: list[Glyph],
-    rng: np.random.Generator,
-    bar: tqdm,
-) -> int:
+    root: Path, split: str, items: list[Scene], params: SynthParams, plan: Design, bar: tqdm
+) -> None:
     """An ImageNet-like tree `target/<split>/<wnid>/<wnid>_<n>.JPEG` and a single-label list."""
-    keys, rows = [], []
-    for label, glyph in enumerate(target):
-        for n in range(per_class):
-            background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
-            objects = [glyph]
-            if rng.random() < 0.3:  # a small distractor, so the task is not colour alone
-                objects.append(pretrain[rng.integers(len(pretrain))])
-            image = _draw_scene(params.image_size, background, objects, rng)
-            key = f"{glyph.wnid}/{glyph.wnid}_{n}.JPEG"
-            path = root / "target" / split / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path, format="JPEG", quality=params.jpeg_quality)
-            keys.append(key)
-            rows.append([(label, 1.0)])
-            bar.update()
+    rng = np.random.default_rng([params.seed, 2, SPLIT_CODES[f"target_{split}"]])
+    keys, seen = [], {}
+    for scene in items:
+        wnid = plan.taxonomy.wnids[scene.objects[0]]
+        n = seen[wnid] = seen.get(wnid, -1) + 1
+        key = f"{wnid}/{wnid}_{n}.JPEG"
+        path = root / "target" / split / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _draw_scene(params.image_size, scene, plan, rng, distractor=True).save(
+            path, format="JPEG", quality=params.jpeg_quality
+        )
+        keys.append(key)
+        bar.update()
+    rows = [s.labels for s in items]
     LabelTable.from_rows(keys, rows).write(root / "target" / f"{split}_list.txt")
-    return len(keys)
 
 
-def _write_target_dictionary(root: Path, taxonomy: Taxonomy, target: list[Glyph]) -> None:
+def _write_target_dictionary(root: Path, plan: Design) -> None:
     """The ILSVRC dictionary format: index, then every word of the names tab-separated."""
     lines, wnids = [], []
-    for label, glyph in enumerate(target):
-        words = taxonomy.names[taxonomy.index_of_wnid[glyph.wnid]].replace(",", " ").split()
+    for label, leaf in enumerate(plan.target.tolist()):
+        words = plan.taxonomy.names[leaf].replace(",", " ").split()
         lines.append("\t".join([str(label), *words]))
-        wnids.append(glyph.wnid)
+        wnids.append(plan.taxonomy.wnids[leaf])
     write_text_atomic(root / "target" / "dictionary.txt", "\n".join(lines) + "\n")
     write_text_atomic(root / "target" / "wnids.txt", "\n".join(wnids) + "\n")
 
@@ -337,14 +318,17 @@ def _confidence(rng: np.random.Generator) -> float:
     return float(rng.choice(CONFIDENCES, p=CONFIDENCE_PROBS))
 
 
-def _corrupt(labels: dict[int, float], leaves: list[int], rng: np.random.Generator) -> None:
+def _corrupt(
+    labels: dict[int, float], leaves: set[int], ranked: np.ndarray, rng: np.random.Generator
+) -> None:
     """Annotation noise: drop a present leaf, or add an absent one at the lowest confidence."""
     present = [c for c in labels if c in leaves]
-    absent = [c for c in leaves if c not in labels]
-    if present and (not absent or rng.random() < 0.5):
+    if present and rng.random() < 0.5:
         del labels[present[rng.integers(len(present))]]
-    elif absent:
-        labels[absent[rng.integers(len(absent))]] = CONFIDENCES[0]
+        return
+    extra = int(ranked[rng.integers(len(ranked))])
+    if extra not in labels:
+        labels[extra] = CONFIDENCES[0]
 
 
 def _close(labels: dict[int, float], taxonomy: Taxonomy) -> list[tuple[int, float]]:
@@ -355,17 +339,21 @@ def _close(labels: dict[int, float], taxonomy: Taxonomy) -> list[tuple[int, floa
     return sorted(closed.items())
 
 
+# --- pixels ---------------------------------------------------------------------------
+
+
 def _draw_scene(
-    size: int, background: str, objects: list[Glyph], rng: np.random.Generator
+    size: int, scene: Scene, plan: Design, rng: np.random.Generator, distractor: bool
 ) -> Image.Image:
-    image = Image.fromarray(_background(size, background, rng))
-    draw = ImageDraw.Draw(image)
-    for glyph in objects:
-        extent = rng.uniform(0.28, 0.5) * size
-        x0, y0 = rng.uniform(0, size - extent, size=2)
-        jitter = rng.integers(-20, 21, size=3)
-        color = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(glyph.color, jitter, strict=True))
-        _draw_glyph(draw, glyph.shape, (x0, y0, x0 + extent, y0 + extent), color)
+    """The background, then each object's sprite resized, colour-jittered and pasted."""
+    image = Image.fromarray(_background(size, plan.taxonomy.wnids[scene.background], rng))
+    for k, leaf in enumerate(scene.objects):
+        lo, hi = DISTRACTOR_EXTENT if distractor and k > 0 else OBJECT_EXTENT
+        extent = max(4, int(round(rng.uniform(lo, hi) * size)))
+        x0, y0 = (int(v) for v in rng.integers(0, size - extent + 1, size=2))
+        drawing = np.asarray(sprite(plan.looks[leaf]).resize((extent, extent), Image.BILINEAR))
+        rgb = np.clip(drawing[..., :3] + rng.integers(-15, 16, size=3), 0, 255).astype(np.uint8)
+        image.paste(Image.fromarray(rgb), (x0, y0), Image.fromarray(drawing[..., 3]))
     return image
 
 
@@ -379,36 +367,72 @@ def _background(size: int, wnid: str, rng: np.random.Generator) -> np.ndarray:
     else:
         waves = 18 * np.sin(np.linspace(0, rng.uniform(6, 12) * np.pi, size))[:, None, None]
         base = np.array([30, 70, 130]) + waves
-    noise = rng.normal(0, 10, size=(size, size, 3))
-    return np.clip(np.broadcast_to(base, (size, size, 3)) + noise, 0, 255).astype(np.uint8)
+    noise = rng.normal(0, 10, size=(size, size, 1))
+    return np.clip(np.broadcast_to(base + noise, (size, size, 3)), 0, 255).astype(np.uint8)
 
 
-def _draw_glyph(
-    draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, ...], color: tuple[int, ...]
-) -> None:
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    if shape == "ball":
-        draw.ellipse(box, fill=color, outline=(240, 240, 240))
-    elif shape == "boat":
-        draw.polygon(
-            [(x0, y0 + 0.65 * h), (x1, y0 + 0.65 * h), (x1 - 0.2 * w, y1), (x0 + 0.2 * w, y1)],
-            fill=color,
-        )
-        draw.polygon(
-            [(x0 + 0.5 * w, y0), (x0 + 0.5 * w, y0 + 0.6 * h), (x0 + 0.9 * w, y0 + 0.6 * h)],
-            fill=(245, 245, 245),
-        )
-    elif shape == "car":
-        draw.rectangle((x0, y0 + 0.35 * h, x1, y0 + 0.75 * h), fill=color)
-        draw.rectangle((x0 + 0.25 * w, y0 + 0.1 * h, x1 - 0.25 * w, y0 + 0.35 * h), fill=color)
-        for cx in (x0 + 0.25 * w, x1 - 0.25 * w):
-            draw.ellipse(
-                (cx - 0.13 * w, y1 - 0.3 * h, cx + 0.13 * w, y1 - 0.04 * h), fill=(20, 20, 20)
-            )
-    else:  # flower: five petals around a yellow heart
-        cx, cy, r = x0 + w / 2, y0 + h / 2, w / 4
-        for a in np.linspace(0, 2 * np.pi, 5, endpoint=False):
-            px, py = cx + r * np.cos(a), cy + r * np.sin(a)
-            draw.ellipse((px - r * 0.9, py - r * 0.9, px + r * 0.9, py + r * 0.9), fill=color)
-        draw.ellipse((cx - r * 0.5, cy - r * 0.5, cx + r * 0.5, cy + r * 0.5), fill=(250, 220, 60))
+# --- statistics -----------------------------------------------------------------------
+
+
+def statistics(dataset: MiniDataset, global_batch: int) -> dict:
+    """The figures that say whether the paper's mechanisms act on the miniature as at scale
+    (DESIGN §5), from its files, plus the image counts."""
+    taxonomy = load_dictionary(dataset.dictionary)
+    train = read_label_list(dataset.url_list("train"), num_classes=taxonomy.num_classes)
+    return {
+        **label_statistics(taxonomy, train, global_batch),
+        "images": dataset.info["counts"],
+    }
+
+
+def label_statistics(taxonomy: Taxonomy, train: LabelTable, global_batch: int) -> dict:
+    """Hierarchy and training-list figures; labels as listed (10% of lines unclosed).
+
+    `leaf_batch_presence` is exact, not sampled: the mean over the hierarchy's leaves of the
+    probability that a uniformly drawn batch of `global_batch` training images (without
+    replacement) holds the leaf, 1 - C(N - n, B) / C(N, B) for a leaf in n of N images.
+    """
+    tax = taxonomy.stats()
+    per_class = train.images_per_class(taxonomy.num_classes)
+    used = per_class[per_class > 0]
+    leaves = per_class[taxonomy.leaves]
+    return {
+        "classes": tax["classes"],
+        "leaves": tax["leaves"],
+        "max_depth": tax["max_depth"],
+        "mean_depth": round(tax["mean_depth"], 3),
+        "train_images": len(train),
+        "labels_per_image_mean": round(float(train.labels_per_image().mean()), 3),
+        "classes_used": int(len(used)),
+        "images_per_class": {
+            "min": int(used.min()),
+            "median": float(np.median(used)),
+            "max": int(used.max()),
+            "mean": round(float(used.mean()), 1),
+        },
+        "leaf_images": {
+            "min": int(leaves.min()),
+            "median": float(np.median(leaves)),
+            "max": int(leaves.max()),
+        },
+        "classes_over_100_images": int(np.count_nonzero(per_class > 100)),
+        "global_batch": global_batch,
+        "leaf_batch_presence": round(batch_presence(leaves, len(train), global_batch), 4),
+        "leaf_batch_presence_method": "exact, from per-leaf image counts (hypergeometric)",
+    }
+
+
+def batch_presence(counts: np.ndarray, images: int, batch: int) -> float:
+    """Mean over classes of P(a random batch of `batch` of `images` images holds the class)."""
+    if batch >= images:
+        return float(np.mean(counts > 0))
+
+    def log_choose(n: float, k: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+    total = log_choose(images, batch)
+    absent = [
+        math.exp(log_choose(images - n, batch) - total) if images - n >= batch else 0.0
+        for n in counts.tolist()
+    ]
+    return float(1.0 - np.mean(absent))

@@ -69,9 +69,10 @@ def test_params_show_refuses_unknown_keys(capsys) -> None:
 
 def test_synth_and_explore_verbs(tmp_path: Path, runs: Path, capsys) -> None:
     out = _json(capsys, "synth", "--params", "smoke", "--out", str(tmp_path / "mini"), "--json")
-    assert out["train"] == 300 and (tmp_path / "mini" / "train_urls.txt").is_file()
+    assert out["train"] == 400 and (tmp_path / "mini" / "train_urls.txt").is_file()
+    assert {"classes", "leaves", "max_depth", "leaf_batch_presence"} <= set(out)
     metrics = _json(capsys, "explore", "--params", "smoke", "--json")
-    assert metrics["labels"]["images"] == 300
+    assert metrics["labels"]["images"] == 400
     assert (runs / "smoke" / "explore" / "params.yaml").is_file()
 
 

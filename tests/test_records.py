@@ -18,7 +18,7 @@ from PIL import Image
 from mlimages import cli, records
 from mlimages.annotations import LabelTable, read_label_list
 from mlimages.params import SynthParams, load_params
-from mlimages.synthetic import ensure_miniature
+from mlimages.synthetic import ensure_miniature, mini_taxonomy
 
 TINY = SynthParams(
     num_train=40,
@@ -322,7 +322,7 @@ def test_records_stage_writes_reuses_and_reports(download: Path, runs: Path) -> 
     out = params.run_dir / "records"
     assert {"metrics.json", "params.yaml", "shards.csv"} <= {p.name for p in out.iterdir()}
     index = records.split_index(params, "train")
-    assert index.num_classes == 64 and len(index.shards) == 2
+    assert index.num_classes == mini_taxonomy().num_classes and len(index.shards) == 2
     second = records.run_records_stage(params)
     assert second["splits"]["train"]["reused"]
 

@@ -1,15 +1,44 @@
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mlimages.annotations import read_label_list
+from mlimages.annotations import LabelTable, read_label_list
+from mlimages.appearance import ATTRIBUTES, looks
+from mlimages.cli import main
+from mlimages.miniforest import ANCHORS, BACKGROUNDS, VENDORED, derive
 from mlimages.params import load_params
-from mlimages.synthetic import CONFIDENCES, ensure_miniature, generate, glyphs, mini_taxonomy
+from mlimages.synthetic import (
+    CONFIDENCES,
+    design,
+    ensure_miniature,
+    generate,
+    label_statistics,
+    mini_taxonomy,
+    scenes,
+    statistics,
+)
 from mlimages.taxonomy import load_dictionary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reference() -> Path:
+    """The authors' files: MLIMAGES_REFERENCE, default ../shared/ml-images beside the repo."""
+    return Path(os.environ.get("MLIMAGES_REFERENCE", ROOT.parent / "shared" / "ml-images"))
+
+
+@pytest.fixture(scope="module")
+def authors():
+    path = _reference() / "dictionary_and_semantic_hierarchy.txt"
+    if not path.is_file():
+        pytest.skip(f"the authors' dictionary is not at {path} (set MLIMAGES_REFERENCE)")
+    return load_dictionary(path)
 
 
 @pytest.fixture(scope="module")
@@ -18,32 +47,74 @@ def smoke_mini(tmp_path_factory: pytest.TempPathFactory):
     return params, generate(params.synth, tmp_path_factory.mktemp("mini") / "mini")
 
 
-def test_mini_hierarchy_is_a_real_subforest_of_the_authors(shared: Path) -> None:
-    authors = load_dictionary(shared / "dictionary_and_semantic_hierarchy.txt")
+@pytest.fixture(scope="module")
+def default_labels():
+    """The default profile's training labels at a fifth of its images (same distribution),
+    without pixels."""
+    params = load_params("default")
+    synth = params.synth.model_copy(update={"num_train": params.synth.num_train // 5})
+    plan = design(synth)
+    rows = [s.labels for s in scenes(synth, plan, "train")]
+    table = LabelTable.from_rows([f"{i}.jpg" for i in range(len(rows))], rows)
+    return params, plan, table
+
+
+def test_vendored_forest_is_rederived_from_the_authors_dictionary(authors) -> None:
+    vendored = ROOT / "mlimages" / "data" / VENDORED
+    derived = derive(authors)
+    assert derived.wnids == mini_taxonomy().wnids
+    out = vendored.parent / f".{VENDORED}.check"
+    try:
+        derived.write(out)
+        assert out.read_bytes() == vendored.read_bytes(), "run python -m mlimages.miniforest"
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def test_forest_is_a_real_subforest_of_the_authors(authors) -> None:
     mini = mini_taxonomy()
-    assert 30 <= mini.num_classes <= 80  # a few dozen classes
     for i, wnid in enumerate(mini.wnids):
         j = authors.index_of_wnid[wnid]
         assert mini.names[i] == authors.names[j]
-        parent = mini.parents[i]
-        expected = authors.parents[j]
+        parent, expected = mini.parents[i], authors.parents[j]
         assert (parent == -1) == (expected == -1)
         if parent != -1:
             assert mini.wnids[parent] == authors.wnids[expected]
+    order = [authors.index_of_wnid[w] for w in mini.wnids]
+    assert order == sorted(order), "kept in the authors' index order"
     water = mini.index_of_wnid["n07935504"]
     assert mini.parents[water] > water  # like 9741 -> 10348: a parent listed after its child
 
 
-def test_labels_are_closed_with_ml_images_confidences(smoke_mini) -> None:
+def test_forest_size_depth_and_looks() -> None:
+    mini = mini_taxonomy()
+    stats = mini.stats()
+    assert 300 <= stats["classes"] <= 500 and stats["max_depth"] >= 8
+    assert all(mini.index_of_wnid[w] in set(mini.leaves.tolist()) for w in BACKGROUNDS)
+    found = looks(mini)
+    objects = [c for c in mini.leaves.tolist() if mini.wnids[c] not in BACKGROUNDS]
+    assert len({found[c] for c in objects}) == len(objects), "every object leaf looks unique"
+    for node in range(mini.num_classes):  # siblings differ, children keep the parent's rest
+        children = mini.children(node)
+        if len(children) == 1:
+            assert found[children[0]] == found[node]
+        for child in children:
+            same = [getattr(found[child], a) == getattr(found[node], a) for a, _ in ATTRIBUTES]
+            assert sum(not s for s in same) <= 3
+
+
+def test_labels_closed_with_confidences_and_unclosed_share(smoke_mini) -> None:
     params, mini = smoke_mini
     taxonomy = load_dictionary(mini.dictionary)
+    assert mini.dictionary.read_text().splitlines()[0].startswith("category_index\tcategory_id")
     train = read_label_list(mini.url_list("train"), num_classes=taxonomy.num_classes)
     val = read_label_list(mini.url_list("val"), num_classes=taxonomy.num_classes)
     assert len(train) == params.synth.num_train and len(val) == params.synth.num_val
     assert set(np.unique(train.confidences).astype(float).round(3)) <= set(CONFIDENCES)
     closed = train.close(taxonomy)
     unclosed = np.count_nonzero(closed.labels_per_image() != train.labels_per_image())
-    assert 0 < unclosed < len(train) * 0.5  # some lines listed without ancestors, as published
+    share = params.synth.unclosed_fraction
+    assert 0.4 * share * len(train) < unclosed < 2 * share * len(train)
     assert val == val.close(taxonomy)  # validation is clean and closed
     assert train.key_kind() == "url" and train.key(0).startswith("file://")
     files = read_label_list(mini.file_list("train"))
@@ -54,13 +125,23 @@ def test_every_listed_image_exists_and_decodes(smoke_mini) -> None:
     params, mini = smoke_mini
     train = read_label_list(mini.url_list("train"))
     for key in train.keys()[:50]:
-        path = Path(key.removeprefix("file://"))
-        with Image.open(path) as image:
+        with Image.open(Path(key.removeprefix("file://"))) as image:
             assert image.size == (params.synth.image_size, params.synth.image_size)
             assert image.format == "JPEG"
 
 
-def test_target_task_is_an_imagenet_like_tree(smoke_mini) -> None:
+def test_long_tail_and_rarity_within_a_batch(default_labels) -> None:
+    params, plan, table = default_labels
+    stats = label_statistics(plan.taxonomy, table, params.pretrain.global_batch)
+    objects = table.images_per_class(plan.taxonomy.num_classes)[plan.ranked]
+    assert objects.min() >= 3, "every leaf in a few training images (the floor)"
+    assert objects.max() / np.median(objects) > 20, "a long tail"
+    assert 0.15 <= stats["leaf_batch_presence"] <= 0.35
+    confidences = np.unique(table.confidences).astype(float).round(3)
+    assert set(confidences) <= set(CONFIDENCES)
+
+
+def test_target_task_inside_pretraining(smoke_mini, default_labels) -> None:
     params, mini = smoke_mini
     target = read_label_list(mini.target_list("train"))
     assert target.key_kind() == "imagenet"
@@ -71,15 +152,29 @@ def test_target_task_is_an_imagenet_like_tree(smoke_mini) -> None:
         assert (mini.target_dir / "train" / key).is_file()
     lines = mini.target_dictionary.read_text().splitlines()
     assert len(lines) == params.synth.target_classes and lines[0].split("\t")[0] == "0"
-    pretrain, held_out = glyphs()
-    assert not {g.wnid for g in pretrain} & {g.wnid for g in held_out}
-    assert mini.info["target_classes"] == [g.wnid for g in held_out[: params.synth.target_classes]]
+    wnids = mini.info["target_classes"]
+    assert (mini.target_dir / "wnids.txt").read_text().split() == wnids
+    assert set(wnids) <= set(mini.info["pretrain_leaves"])
+    pretrain_files = {p.read_bytes() for p in (mini.root / "images").rglob("*.jpg")}
+    assert not any(p.read_bytes() in pretrain_files for p in mini.target_dir.rglob("*.JPEG"))
+    default, plan, table = default_labels
+    counts = table.images_per_class(plan.taxonomy.num_classes)
+    assert len(plan.target) == default.synth.target_classes
+    assert counts[plan.target].min() >= 5, "pretraining has seen every target class"
+    anchors = {a for a, _ in ANCHORS}
+    spread = {
+        next(w for w in anchors if plan.taxonomy.index_of_wnid[w] in plan.taxonomy.ancestors(t))
+        for t in plan.target.tolist()
+    }
+    assert len(spread) >= min(len(anchors), len(plan.target)) // 2
 
 
 def test_generation_is_deterministic_and_reused(tmp_path: Path, smoke_mini) -> None:
     params, mini = smoke_mini
     again = ensure_miniature(params.synth, tmp_path / "mini")
-    assert again.file_list("train").read_bytes() == mini.file_list("train").read_bytes()
+    # the URL lists name their folder: the file-name lists must be byte for byte the same
+    for path in (again.file_list("train"), again.file_list("val"), again.target_list("train")):
+        assert path.read_bytes() == (mini.root / path.relative_to(again.root)).read_bytes()
     image = "images/train/000/train_000007.jpg"
     assert (again.root / image).read_bytes() == (mini.root / image).read_bytes()
     stamp = again.file_list("train").stat().st_mtime_ns
@@ -88,3 +183,16 @@ def test_generation_is_deterministic_and_reused(tmp_path: Path, smoke_mini) -> N
     other = ensure_miniature(params.synth.model_copy(update={"seed": 1}), tmp_path / "mini")
     assert other.file_list("train").read_bytes() != mini.file_list("train").read_bytes()
     assert not list(tmp_path.glob(".*tmp*")), "no temporary folder left behind"
+
+
+def test_statistics_and_json_cli(tmp_path: Path, smoke_mini, capsys, runs) -> None:
+    params, mini = smoke_mini
+    stats = statistics(mini, params.pretrain.global_batch)
+    assert stats["classes"] == mini_taxonomy().num_classes and stats["max_depth"] >= 8
+    argv = ["synth", "--params", "smoke", "--out", str(tmp_path / "m"), "--json"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    keys = {"classes", "leaves", "max_depth", "labels_per_image_mean", "leaf_batch_presence"}
+    assert keys <= set(printed) and set(printed["images_per_class"]) >= {"min", "median", "max"}
+    assert printed["train"] == params.synth.num_train
+    assert printed["labels_per_image_mean"] == stats["labels_per_image_mean"]
