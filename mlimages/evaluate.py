@@ -7,8 +7,17 @@ time, then every figure of `mlimages.metrics` streamed from those files, so the 
 fine-tuned checkpoints (`finetune/ckpt<N>/seed<S>/model.keras`) on the target's validation
 records, top-1/top-5 at the fine-tuning base and large sizes.
 
+Every multi-label figure stands beside its baseline computed in the same run: the class-prior
+ranking, which scores every image by the training class frequencies (the share of training
+records carrying each class, from the train split's shard index that the records stage
+wrote) and so ignores the image. Its mAP is the mean validation prevalence of the classes
+(a constant score ties every image within a class); its top-k are the k most frequent
+training classes for every image. What the model adds over it is what pretraining learnt
+beyond the label prior.
+
 Files in `runs/<profile>/evaluate/` (figures in percent): `metrics.json`, `multilabel.csv`
-(a row a k: precision/recall/F1@k and mAP), `by_depth.csv`, `classes.csv` (AP a class),
+(a row a k: precision/recall/F1@k and mAP, the class-prior ranking's as `prior_*`
+columns), `by_depth.csv`, `classes.csv` (AP a class),
 `pr_curve.csv`, `single_label.csv` (when fine-tuned checkpoints exist), `params.yaml`.
 """
 
@@ -22,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages import metrics, records
+from mlimages import metrics, npy, records
 from mlimages.atomic import write_json_atomic
 from mlimages.params import EVAL_CROP_FRACTION, Params
 from mlimages.taxonomy import Taxonomy
@@ -32,6 +41,8 @@ PRETRAIN_STAGE, FINETUNE_STAGE = "pretrain", "finetune"
 RESULTS_CSV = "results.csv"  # notebook 05's table a checkpoint
 COUNTS = ("images", "images_with_positives", "classes", "classes_with_positives")
 CURVE_THRESHOLDS = np.round(np.arange(1, 200) / 200, 3)  # 0.005 … 0.995 on sigmoid scores
+PRIOR_SPLIT = "train"  # the class prior is the pretraining records' class frequencies
+PRIOR_PREFIX = "prior_"  # multilabel.csv: the class-prior ranking's columns
 
 
 # --- inputs of the stage -----------------------------------------------------------------
@@ -170,6 +181,76 @@ def evaluate_multilabel(
     )
 
 
+class PriorSource:
+    """Every image scored by the same class prior (a ranking that ignores the image), beside
+    the targets of a labels `.npy` file: a `metrics.Source` that reads only the labels."""
+
+    def __init__(self, prior: np.ndarray, labels: str | Path) -> None:
+        self.prior = np.asarray(prior, dtype=np.float32)
+        self.labels = npy.read_header(labels)
+        if len(self.labels.shape) != 2 or self.labels.shape[1] != len(self.prior):
+            raise ValueError(
+                f"{labels}: shape {self.labels.shape}; expected [images, {len(self.prior)}] "
+                "(the prior's classes)"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.labels.shape  # type: ignore[return-value]
+
+    def blocks(self, rows: int):
+        for y in npy.iter_rows(self.labels, rows):
+            yield np.broadcast_to(self.prior, y.shape), y
+
+
+def class_prior(index: records.SplitIndex) -> np.ndarray:
+    """Share of the split's records carrying each class (any confidence above 0), from the
+    counts its shard index holds: no pass over the records."""
+    counts = np.asarray(index.images_per_class, dtype=np.float64)
+    if len(counts) != index.num_classes or not index.records or not counts.any():
+        raise ValueError(
+            f"{index.root}: images_per_class holds {len(counts)} counts (sum {counts.sum():g}) "
+            f"for {index.num_classes} classes and {index.records} records; expected one count "
+            "a class, not all zero (rewrite the records with `mlimages records write`)"
+        )
+    return counts / index.records
+
+
+def profile_prior(params: Params, num_classes: int) -> np.ndarray | None:
+    """The class prior of the profile's training records, or None (with a warning naming the
+    file) where the records stage left no usable train index for `num_classes` classes."""
+    import warnings
+
+    try:
+        prior = class_prior(records.split_index(params, PRIOR_SPLIT))
+    except (FileNotFoundError, ValueError) as exc:
+        warnings.warn(f"no class-prior baseline: {exc}", stacklevel=2)
+        return None
+    if len(prior) != num_classes:
+        warnings.warn(
+            f"no class-prior baseline: the {PRIOR_SPLIT} records have {len(prior)} classes, the "
+            f"evaluated ones {num_classes}",
+            stacklevel=2,
+        )
+        return None
+    return prior
+
+
+def prior_multilabel(
+    prior: np.ndarray,
+    labels: str | Path,
+    ks: range | tuple[int, ...],
+    threshold: float = 0.5,
+    score_threshold: float = 0.5,
+    progress: bool | None = None,
+) -> metrics.MultilabelMetrics:
+    """Every multi-label figure of the class-prior ranking on the targets in `labels`, with
+    the definitions (and tie-breaking) of `mlimages.metrics`."""
+    return metrics.multilabel_metrics(
+        PriorSource(prior, labels), ks, threshold, score_threshold, progress=progress
+    )
+
+
 def evaluate_single_label(
     model,
     index: records.SplitIndex,
@@ -268,7 +349,8 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
             model, index, size, folder, taxonomy, ev.max_k, ev.threshold, ev.score_threshold,
             ev.batch, params.pipeline.eval_crop_fraction, progress,
         )  # fmt: skip
-    tables = multilabel_tables(result, taxonomy, model_label(model), size)
+        prior = _prior_result(params, result, folder / "labels.npy", progress)
+    tables = multilabel_tables(result, taxonomy, model_label(model), size, prior)
     tables["single_label"] = evaluate_finetuned(params)
     summary = {
         "model": str(model_path),
@@ -279,6 +361,7 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
         "threshold": ev.threshold,
         "score_threshold": ev.score_threshold,
         **percent(result.summary()),
+        "prior": _prior_summary(prior),
         "by_depth": tables["by_depth"].to_dict(orient="records"),
         "finetune": tables["single_label"].to_dict(orient="records"),
     }
@@ -288,7 +371,26 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
         else:  # no fine-tuned checkpoints (any more): no table from an earlier run
             (out / f"{name}.csv").unlink(missing_ok=True)
     write_json_atomic(out / "metrics.json", _plain(summary))
-    return {"summary": summary, "result": result, "taxonomy": taxonomy, **tables}
+    return {"summary": summary, "result": result, "prior": prior, "taxonomy": taxonomy, **tables}
+
+
+def _prior_result(
+    params: Params, result: metrics.MultilabelMetrics, labels: Path, progress: bool | None
+) -> metrics.MultilabelMetrics | None:
+    """The class-prior ranking's figures on the same targets and ks as `result`."""
+    prior = profile_prior(params, result.num_classes)
+    if prior is None:
+        return None
+    ev = params.evaluate
+    return prior_multilabel(prior, labels, result.ks, ev.threshold, ev.score_threshold, progress)
+
+
+def _prior_summary(prior: metrics.MultilabelMetrics | None) -> dict[str, Any] | None:
+    """metrics.json's `prior`: the class-prior ranking's mAP and figures at k (percent)."""
+    if prior is None:
+        return None
+    figures = {k: v for k, v in prior.summary().items() if "_at_" in k or k == "map"}
+    return {"source": f"{PRIOR_SPLIT} records' class frequencies", **percent(figures)}
 
 
 def evaluate_checkpoint(
@@ -337,7 +439,9 @@ def evaluate_checkpoint(
             model, index, size, out, taxonomy, ev.max_k, ev.threshold, ev.score_threshold,
             ev.batch, params.pipeline.eval_crop_fraction, ev.progress,
         )  # fmt: skip
-        for name, table in multilabel_tables(result, taxonomy, model_label(model), size).items():
+        prior = _prior_result(params, result, out / "labels.npy", ev.progress)
+        tables = multilabel_tables(result, taxonomy, model_label(model), size, prior)
+        for name, table in tables.items():
             table.to_csv(out / f"{name}.csv", index=False)
         summary |= {
             "img_size": size,
@@ -345,6 +449,7 @@ def evaluate_checkpoint(
             "score_threshold": ev.score_threshold,
         }
         summary |= percent(result.summary())
+        summary["prior"] = _prior_summary(prior)
     write_json_atomic(out / "metrics.json", _plain(summary))
     return _plain(summary)
 
@@ -361,9 +466,14 @@ def _split_with_classes(params: Params, classes: int, ckpt: str | Path) -> str:
 
 
 def multilabel_tables(
-    result: metrics.MultilabelMetrics, taxonomy: Taxonomy | None, model: str, img_size: int
+    result: metrics.MultilabelMetrics,
+    taxonomy: Taxonomy | None,
+    model: str,
+    img_size: int,
+    prior: metrics.MultilabelMetrics | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The stage's CSV tables, figures in percent."""
+    """The stage's CSV tables, figures in percent; `multilabel` has the class-prior
+    ranking's figures beside ours (`prior_*` columns, NaN without a prior)."""
     summary = result.summary()
     multilabel = pd.DataFrame(result.table())
     multilabel = percent_frame(multilabel)
@@ -371,6 +481,7 @@ def multilabel_tables(
     multilabel.insert(0, "model", model)
     multilabel["map"] = 100 * summary["map"]
     multilabel["images"] = summary["images_with_positives"]
+    multilabel = pd.concat([multilabel, prior_columns(prior, result.ks)], axis=1)
     groups = depth_groups(taxonomy, result.num_classes)
     by_depth = percent_frame(pd.DataFrame(result.group_table(groups)))
     if len(by_depth):
@@ -391,6 +502,20 @@ def multilabel_tables(
     curve = pd.DataFrame(result.curve).rename(columns={"thresholds": "threshold"})
     curve[["precision", "recall"]] *= 100
     return {"multilabel": multilabel, "by_depth": by_depth, "classes": classes, "pr_curve": curve}
+
+
+def prior_columns(prior: metrics.MultilabelMetrics | None, ks: tuple[int, ...]) -> pd.DataFrame:
+    """`prior_precision_at_k` … and `prior_map` (percent), a row a k of `ks`."""
+    names = ["precision_at_k", "recall_at_k", "f1_at_k", "f1_per_image_at_k"]
+    if prior is None:
+        frame = pd.DataFrame(np.nan, index=range(len(ks)), columns=names)
+        frame["map"] = np.nan
+    else:
+        if prior.ks != tuple(ks):
+            raise ValueError(f"class-prior figures at k = {prior.ks}; expected {tuple(ks)}")
+        frame = percent_frame(pd.DataFrame(prior.table())).drop(columns="k")
+        frame["map"] = 100 * prior.map
+    return frame.add_prefix(PRIOR_PREFIX)
 
 
 def percent(values: dict[str, Any]) -> dict[str, Any]:
@@ -422,7 +547,8 @@ def _plain(value: Any) -> Any:
 
 
 def plot_at_k(multilabel: pd.DataFrame):
-    """Precision, recall and F1 against k, with the paper's F1@5 and F1@10."""
+    """Precision, recall and F1 against k, with the class prior's F1 (dashed) and the paper's
+    F1@5 and F1@10."""
     import matplotlib.pyplot as plt
 
     from mlimages.paper import MULTILABEL_RESULTS
@@ -430,6 +556,9 @@ def plot_at_k(multilabel: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for column in ("precision_at_k", "recall_at_k", "f1_at_k", "f1_per_image_at_k"):
         ax.plot(multilabel["k"], multilabel[column], marker="o", label=column.removesuffix("_at_k"))
+    prior = f"{PRIOR_PREFIX}f1_at_k"
+    if prior in multilabel and multilabel[prior].notna().any():
+        ax.plot(multilabel["k"], multilabel[prior], "k--", label="f1, class-prior ranking")
     for published in MULTILABEL_RESULTS:
         k = int(published.key.rsplit("_", 1)[1])
         ax.plot([k], [published.value], "k*", markersize=11)
@@ -539,16 +668,29 @@ def validation_tag_grid(params: Params, taxonomy: Taxonomy):
 
 
 def headline(summary: dict[str, Any]) -> pd.DataFrame:
-    """The figures a reader looks for first, beside the paper's where it published one (%)."""
+    """The figures a reader looks for first, beside the class-prior ranking's (the baseline
+    computed in the same run) and the paper's where it published one (%)."""
     from mlimages.paper import MULTILABEL_RESULTS
 
     published = {p.key.removeprefix("instance_"): p.value for p in MULTILABEL_RESULTS}
+    prior = summary.get("prior") or {}
     keys = ["map", "precision_at_5", "recall_at_5", "f1_at_5", "precision_at_10"]
     keys += ["recall_at_10", "f1_at_10", "macro_f1", "micro_f1"]
     rows = [
-        {"figure": k, "ours": summary[k], "paper": published.get(k)} for k in keys if k in summary
+        {"figure": k, "ours": summary[k], "class prior": prior.get(k), "paper": published.get(k)}
+        for k in keys
+        if k in summary
     ]
     return pd.DataFrame(rows).set_index("figure")
+
+
+def beside_prior(multilabel: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 06's table at k: each of our figures followed by the class prior's (%)."""
+    columns = ["k"]
+    for name in ("precision_at_k", "recall_at_k", "f1_at_k", "map"):
+        columns += [name, f"{PRIOR_PREFIX}{name}"]
+    shown = multilabel[[c for c in columns if c in multilabel.columns]]
+    return shown.rename(columns=lambda c: c.replace(PRIOR_PREFIX, "prior ").replace("_at_k", ""))
 
 
 def finetune_summary(single_label: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Paper vs ours (notebook 07): the comparison tables, the deviations, the figures, publishing.
+"""Paper vs ours (notebook 07): the claims and their verdicts, the baselines, the comparison
+tables, the deviations, the figures, publishing.
 
 Reads what the earlier stages wrote (`finetune/ckpt<N>/results.csv`, `explore/metrics.json`,
 `download/metrics.json`, `evaluate/multilabel.csv`) and the published numbers of
@@ -10,7 +11,9 @@ bytes.
 
 Our two evaluation sizes play the paper's two: `finetune.base_size` is reported in the
 columns of 224 and `finetune.large_size` in those of 299 (`ours_img_size_224` says which
-size it was).
+size it was). The claims (`claims.csv`: paper's difference, ours over paired seeds with a 95%
+interval, verdict) and the baselines (`baselines.csv`) come from `mlimages.verdicts`; they
+lead the README's results section.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages import paper, plan
+from mlimages import paper, plan, verdicts
 from mlimages.atomic import write_json_atomic, write_text_atomic
 from mlimages.params import Params, find_profile, load_params
 
@@ -34,10 +37,12 @@ RESULT_COLUMNS = (
     "ckpt", "setting", "seed", "model", "img_size", "top1", "top5",
     "param_count", "train_sizes", "steps",
 )  # fmt: skip
+OPTIONAL_COLUMNS = ("train_top1",)  # kept where notebook 05 writes them
 METRICS = ("top1", "top5")
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 TABLES = (
+    "claims.csv", "claims.md", "baselines.csv", "baselines.md",
     "paper_vs_ours.csv", "paper_vs_ours.md", "paper_vs_ours.tex", "per_seed.csv",
     "dataset_statistics.csv", "multilabel.csv", "deviations.md", "deviations.csv",
     "parameter_differences.csv", "plans.csv", "paper_run.md",
@@ -67,7 +72,8 @@ def load_results(params: Params) -> pd.DataFrame:
             raise ValueError(f"{path}: missing columns {missing}; expected {list(RESULT_COLUMNS)}")
         if frame[["top1", "top5"]].isna().any().any() or len(frame) == 0:
             raise ValueError(f"{path}: expected one row per (seed, size) with top1 and top5")
-        frames.append(frame[list(RESULT_COLUMNS)])
+        optional = [c for c in OPTIONAL_COLUMNS if c in frame.columns]
+        frames.append(frame[[*RESULT_COLUMNS, *optional]])
     results = pd.concat(frames, ignore_index=True)
     return results.sort_values(["ckpt", "img_size", "seed"], kind="stable").reset_index(drop=True)
 
@@ -204,39 +210,25 @@ def latex_table(frame: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_sentences(table: pd.DataFrame, params: Params, param_count: float, images: int) -> str:
-    """Two sentences on what the table means, computed from it (`param_count` in millions,
-    as in timm's results CSV and notebook 05's)."""
-    by = table.set_index("ckpt")
+def summary_sentences(
+    claims: list[verdicts.ClaimResult], params: Params, param_count: float, images: int
+) -> str:
+    """What the tables mean, computed from them: a sentence a claim (exactly the checkpoints
+    it names, its interval and verdict), the verdict rule, which figures move with the
+    machine, then why absolute accuracies are not the paper's (`param_count` in millions)."""
+    return f"{verdicts.claims_text(claims)} {comparability_sentence(params, param_count, images)}"
 
-    def ours(ckpt: int, role: int) -> float:
-        return by.loc[ckpt, f"ours_top1_{role}_mean"] if ckpt in by.index else np.nan
 
-    base, large = paper.PAPER_SIZES
-    gain = ours(2, base) - ours(1, base)
-    spread = np.nanmax([by.loc[c, f"ours_top1_{base}_std"] for c in (1, 2) if c in by.index] + [0])
-    if np.isnan(gain):
-        first = "Checkpoints 1 and 2 are not both in the results, so the table cannot say yet "
-        first += "whether pretraining on ML-Images helped."
-    else:
-        verdict = "within" if abs(gain) <= spread else "beyond"
-        first = (
-            f"In miniature, pretraining on mini ML-Images before fine-tuning (ckpt 2) "
-            f"{'gains' if gain >= 0 else 'loses'} {abs(gain):.1f} points of top-1 at the base "
-            f"size over training on the target task alone (ckpt 1), {verdict} the spread over "
-            f"seeds (sd {spread:.1f}), where the paper gains 1.0 at 224 "
-            f"(and ckpt 3 reaches {ours(3, large):.1f} at the large size against "
-            f"{ours(1, large):.1f} for ckpt 1; paper 80.73 against 79.0)."
-        )
+def comparability_sentence(params: Params, param_count: float, images: int) -> str:
+    """Why our absolute accuracies are not comparable with the paper's."""
     f = params.finetune
-    second = (
+    return (
         f"Absolute accuracies are not comparable with the paper's: ours come from a "
         f"{param_count:.2f}M-parameter ResNet pretrained on {images:,} generated images and "
         f"fine-tuned at {f.base_size}/{f.large_size} px on a {_target_description(params)}, "
         "the paper's from ResNet-101 on 17.6M photos and ImageNet at 224/299 px, so only the "
         "direction and rough size of the effects carry over (see the deviations)."
     )
-    return f"{first} {second}"
 
 
 def _target_description(params: Params) -> str:
@@ -591,7 +583,17 @@ def build(params: Params) -> dict[str, Any]:
     devs = deviations(params, results)
     download = _read_json(params.run_dir / "download" / "metrics.json") or {}
     images = download.get("splits", {}).get("train", {}).get("ok") or plan.profile_images(params)
+    claims = verdicts.claim_results(results, params)
+    multilabel = verdicts.read_multilabel(params.run_dir / "evaluate" / "multilabel.csv")
+    baselines = verdicts.baselines_table(results, params, multilabel)
+    param_count = float(results["param_count"].iloc[0])
     return {
+        "claim_results": claims,
+        "claims": verdicts.claims_table(claims),
+        "claims_display": verdicts.claims_display(claims),
+        "claims_text": verdicts.claims_text(claims),
+        "baselines": baselines,
+        "baselines_display": verdicts.baselines_display(baselines),
         "results": results,
         "comparison": table,
         "display": display_table(table),
@@ -603,9 +605,8 @@ def build(params: Params) -> dict[str, Any]:
         "deviations_md": deviations_markdown(devs, differences),
         "plans": plans(params),
         "paper_run": plan.paper_arithmetic(),
-        "summary": summary_sentences(
-            table, params, float(results["param_count"].iloc[0]), int(images)
-        ),
+        "comparability": comparability_sentence(params, param_count, int(images)),
+        "summary": summary_sentences(claims, params, param_count, int(images)),
     }
 
 
@@ -614,11 +615,22 @@ def save(report: dict[str, Any], params: Params) -> Path:
     import matplotlib.pyplot as plt
 
     out = params.stage_dir(STAGE)
+    write_csv_atomic(report["claims"], out / "claims.csv")
+    write_text_atomic(
+        out / "claims.md",
+        markdown_table(report["claims_display"]) + "\n" + report["claims_text"] + "\n",
+    )
+    write_csv_atomic(report["baselines"], out / "baselines.csv")
+    write_text_atomic(
+        out / "baselines.md",
+        "Every figure beside a baseline computed in the same run (percent).\n\n"
+        + markdown_table(report["baselines_display"]),
+    )
     report["comparison"].to_csv(out / "paper_vs_ours.csv", index=False)
     caption = "ImageNet-val top-1/top-5 (%) of the paper against ours (mean ± sd over seeds)"
     write_text_atomic(
         out / "paper_vs_ours.md",
-        markdown_table(report["display"]) + "\n" + report["summary"] + "\n",
+        markdown_table(report["display"]) + "\n" + report["comparability"] + "\n",
     )
     write_text_atomic(out / "paper_vs_ours.tex", latex_table(report["display"], caption))
     report["per_seed"].to_csv(out / "per_seed.csv", index=False)
@@ -639,12 +651,23 @@ def save(report: dict[str, Any], params: Params) -> Path:
     write_json_atomic(
         out / "metrics.json",
         {
+            "claims": _records(report["claims"]),
             "checkpoints": report["comparison"].replace({np.nan: None}).to_dict("records"),
             "summary": report["summary"],
             "deviations": int(report["deviations"]["deviates"].sum()),
         },
     )
     return out
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    """A table as CSV, written then renamed."""
+    return write_text_atomic(path, frame.to_csv(index=False))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows: NaN as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def publish(params: Params, out: Path) -> list[Path]:
@@ -668,12 +691,24 @@ def publish(params: Params, out: Path) -> list[Path]:
 
 
 def readme_section(out: Path, params: Params) -> str:
-    """The README's results section: the table and the two sentences of paper_vs_ours.md."""
+    """The README's results section: the claims with their verdicts first, then the
+    baselines, then the paper-vs-ours table (claims.md, baselines.md, paper_vs_ours.md)."""
     where = params.report.publish_dir or str(out)
+
+    def read(name: str) -> str:
+        return (out / name).read_text(encoding="utf-8").rstrip() + "\n"
+
     return (
         f"Generated by notebook 07 on the `{params.profile}` profile (`make study`); tables, "
         f"figures and the deviations from the paper are in `{where}/`.\n\n"
-        + (out / "paper_vs_ours.md").read_text(encoding="utf-8")
+        "### Claims of the paper: verdicts\n\n"
+        "Top-1 differences in points between the checkpoints each claim names; ours is the "
+        "mean over seeds of the paired (same-seed) differences with its 95% interval.\n\n"
+        + read("claims.md")
+        + "\n### Baselines\n\n"
+        + read("baselines.md")
+        + "\n### Paper vs ours\n\n"
+        + read("paper_vs_ours.md")
     )
 
 
@@ -699,6 +734,7 @@ def run_report_stage(params: Params) -> dict[str, Any]:
     return {
         "out": str(out),
         "published": [str(p) for p in published],
+        "claims": _records(report["claims"]),
         "checkpoints": report["comparison"].replace({np.nan: None}).to_dict("records"),
         "summary": report["summary"],
     }

@@ -29,7 +29,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory):
         {"evaluate.batch": 16, "synth.num_train": 40, "synth.num_val": 24, "records.workers": 1},
     )
     download.run_download_stage(params)
-    records.run_records_stage(params, ["val", "target_val"])
+    records.run_records_stage(params, ["train", "val", "target_val"])
     model = build_resnet(64, blocks=[1, 1, 1, 1], width=4, image_size=32)
     save_model(model, params.stage_dir("pretrain") / MODEL_FILE)
     yield params
@@ -95,6 +95,23 @@ def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
     assert classes["positives"].tolist() == positive.sum(axis=0).tolist()
     assert np.load(out / "scores.npy").shape == np.load(out / "labels.npy").shape == labels.shape
 
+    # The class-prior baseline: the train records' class frequencies score every image.
+    train = records.split_index(params, "train")
+    prior = np.asarray(train.images_per_class) / train.records
+    assert saved["prior"]["map"] == pytest.approx(
+        100 * np.mean(positive[:, has].mean(axis=0)), abs=1e-4
+    )  # a constant score a class: AP = the class's prevalence
+    ranked = sorted(range(len(prior)), key=lambda j: (-np.float32(prior[j]), j))
+    with_positives = positive[positive.any(axis=1)]
+    for k in (1, 5):
+        hits = with_positives[:, ranked[:k]].sum(axis=1)
+        row = table[table["k"] == k].iloc[0]
+        assert row["prior_precision_at_k"] == pytest.approx(100 * np.mean(hits / k), abs=1e-6)
+        assert row["prior_recall_at_k"] == pytest.approx(
+            100 * np.mean(hits / with_positives.sum(axis=1)), abs=1e-6
+        )
+    assert (table["prior_map"] == saved["prior"]["map"]).all()
+
     # Fine-tuned checkpoints appear once they exist, at both fine-tuning sizes.
     run = params.run_dir / "finetune" / "ckpt2" / "seed0"
     run.mkdir(parents=True)
@@ -107,6 +124,31 @@ def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
         top1 = 100 * np.mean(logits.argmax(axis=1) == targets)
         assert single.loc[single["img_size"] == size, "top1"].iloc[0] == pytest.approx(top1)
     assert len(second["summary"]["finetune"]) == 2
+
+
+def test_class_prior_ranking_on_a_toy_label_matrix(tmp_path: Path) -> None:
+    from mlimages.metrics import multilabel_metrics
+
+    labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 0, 1]], dtype=np.float16)
+    np.save(tmp_path / "labels.npy", labels)
+    prior = np.array([5, 3, 1]) / 10  # training frequencies: class 0, then 1, then 2
+    got = evaluate.prior_multilabel(prior, tmp_path / "labels.npy", (1, 2))
+    # AP of a class scored alike everywhere = its prevalence: (3/4 + 2/4 + 1/4) / 3
+    assert got.map == pytest.approx(0.5)
+    # every image's top-1 is class 0 (hits 1, 1, 0, 1), its top-2 classes 0 and 1
+    assert got.instance[1]["precision"] == pytest.approx(0.75)
+    assert got.instance[1]["recall"] == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    assert got.instance[2]["precision"] == pytest.approx((0.5 + 1 + 0.5 + 0.5) / 4)
+    assert got.instance[2]["recall"] == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+    perfect = multilabel_metrics((labels.astype(np.float32), labels), (1, 2))
+    assert perfect.map == 1.0 and perfect.instance[1]["precision"] == 1.0
+    assert perfect.map > got.map and perfect.instance[2]["recall"] > got.instance[2]["recall"]
+    table = evaluate.prior_columns(got, (1, 2))
+    assert table["prior_precision_at_k"].tolist() == pytest.approx([75.0, 62.5])
+    assert (table["prior_map"] == 50.0).all()
+    assert evaluate.prior_columns(None, (1, 2))["prior_map"].isna().all()
+    with pytest.raises(ValueError, match=r"labels.npy: shape \(4, 3\); expected \[images, 2\]"):
+        evaluate.PriorSource(prior[:2], tmp_path / "labels.npy")
 
 
 def test_evaluate_verb_on_one_checkpoint(smoke, tmp_path: Path, capsys) -> None:

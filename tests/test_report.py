@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlimages import cli, report
+from mlimages import cli, report, stats, verdicts
 from mlimages.params import Params, load_params
 
 TOP1 = {(1, 0): 40.0, (1, 1): 42.0, (2, 0): 45.0, (2, 1): 46.0}
@@ -62,9 +62,12 @@ def write_stage_metrics(params: Params) -> None:
         (run / stage).mkdir(parents=True, exist_ok=True)
         (run / stage / "metrics.json").write_text(json.dumps(payload))
     (run / "evaluate").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(  # notebook 06's columns, figures in percent
+    pd.DataFrame(  # notebook 06's columns, figures in percent, the class prior's beside
         {"k": range(1, 11), "precision_at_k": 50.0, "recall_at_k": 40.0,
-         "f1_at_k": np.linspace(10, 30, 10), "f1_per_image_at_k": 20.0}
+         "f1_at_k": np.linspace(10, 30, 10), "f1_per_image_at_k": 20.0, "map": 61.5,
+         "images": 60, "prior_precision_at_k": 20.0, "prior_recall_at_k": 10.0,
+         "prior_f1_at_k": np.linspace(5, 14, 10), "prior_f1_per_image_at_k": 8.0,
+         "prior_map": 12.25}
     ).to_csv(run / "evaluate" / "multilabel.csv", index=False)  # fmt: skip
 
 
@@ -119,12 +122,119 @@ def test_markdown_and_latex(smoke: Params) -> None:
     assert tex.count(r"\\") == 1 + 5
 
 
-def test_summary_says_whether_pretraining_helped(smoke: Params) -> None:
-    table = report.comparison(report.load_results(smoke), smoke)
-    text = report.summary_sentences(table, smoke, 0.1308, 240)
-    assert text.count(". ") == 1  # two sentences
-    assert "gains 4.5 points" in text and "beyond the spread" in text
-    assert "0.13M-parameter" in text
+def seed_rows(params: Params, top1: dict[tuple[int, str], list[float]]) -> pd.DataFrame:
+    """Fine-tuning results rows (the contract's columns) from (ckpt, "base"/"large") -> top-1
+    a seed (seed 0, 1, ...)."""
+    f = params.finetune
+    rows = [
+        {
+            "ckpt": ckpt,
+            "setting": f"setting {ckpt}",
+            "seed": seed,
+            "model": "m",
+            "img_size": f.base_size if size == "base" else f.large_size,
+            "top1": value,
+            "top5": 90.0,
+            "param_count": 0.1,
+            "train_sizes": "24",
+            "steps": 4,
+        }  # fmt: skip
+        for (ckpt, size), values in top1.items()
+        for seed, value in enumerate(values)
+    ]
+    return pd.DataFrame(rows, columns=list(report.RESULT_COLUMNS))
+
+
+def test_claims_pair_seeds_and_read_the_interval(runs: Path) -> None:
+    params = load_params("smoke")
+    results = seed_rows(
+        params,
+        {
+            (1, "base"): [40.0, 42.0, 44.0, 99.0],  # seed 3 has no ckpt 2 partner: dropped
+            (2, "base"): [43.0, 44.0, 47.0],  # ckpt 2 - ckpt 1: 3, 2, 3
+            (4, "base"): [43.0, 44.0, 47.0],  # ckpt 2 - ckpt 4: 0, 0, 0
+            (2, "large"): [52.0, 53.0, 51.0],
+            (3, "large"): [50.0, 50.0, 50.0],  # ckpt 3 - ckpt 2: -2, -3, -1
+            (4, "large"): [55.0, 56.0, 57.0],  # ckpt 3 - ckpt 4: -5, -6, -7
+            (5, "base"): [30.0, 31.0],  # no ckpt 6 (random-feature probe) results
+        },
+    )
+    found = verdicts.claim_results(results, params)
+    table = verdicts.claims_table(found)
+    assert tuple(table.columns) == verdicts.CLAIM_COLUMNS
+    assert table["paper"].iloc[:4].tolist() == [1.0, 1.23, 1.13, 3.0]  # mlimages.paper
+    assert np.isnan(table["paper"].iloc[4])
+    # mean 8/3, sd 1/sqrt(3), half-width t(0.975, 2) = 4.3027 * sd / sqrt(3) = 1.4342
+    first = table.iloc[0]
+    assert (first["n_seeds"], first["ours_mean"]) == (3, 2.67)
+    assert (first["ci_low"], first["ci_high"]) == (1.23, 4.1)
+    assert first["verdict"] == stats.REPRODUCED
+    assert "ckpt 2 - ckpt 1, top-1 at 24 px (paper at 224)" in first["claim"]
+    # mean -2, sd 1: [-4.48, 0.48] contains zero
+    assert table.iloc[1][["ours_mean", "ci_low", "ci_high"]].tolist() == [-2.0, -4.48, 0.48]
+    assert table["verdict"].tolist() == [
+        stats.REPRODUCED, stats.INCONCLUSIVE, stats.NOT_REPRODUCED, stats.INCONCLUSIVE,
+        stats.INCONCLUSIVE,
+    ]  # fmt: skip
+    assert table.iloc[2][["ci_low", "ci_high"]].tolist() == [-8.48, -3.52]  # clear of zero
+    assert table.iloc[3][["ci_low", "ci_high"]].tolist() == [0.0, 0.0]  # zero variance at 0
+    probe = table.iloc[4]
+    assert (
+        probe["n_seeds"] == 0
+        and np.isnan(probe["ours_mean"])
+        and "ckpt 5 - ckpt 6" in (probe["claim"])
+    )
+    text = verdicts.claims_text(found)
+    assert "ours +2.7 points at 24 px, 95% interval [+1.2, +4.1] over 3 paired seeds: " in text
+    assert "paper: ckpt 3 - ckpt 4 = +1.13 points at 299 px" in text
+    assert "ours lacks ckpt 6 at 24 px" in text
+    assert verdicts.VERDICT_RULE in text and "clears zero by more than that" in text
+    shown = verdicts.claims_display(found)
+    assert shown["ours (95% CI)"].tolist()[1] == "-2.0 [-4.5, +0.5]"
+    assert shown["ours (95% CI)"].tolist()[4] == "– (no ckpt 6 results)"
+    twice = pd.concat([results, results.iloc[[0]]])
+    with pytest.raises(ValueError, match=r"ckpt 1 at 24 px has seeds \[0\] more than once"):
+        verdicts.claim_results(twice, params)
+
+
+def test_baselines_beside_every_figure(smoke: Params) -> None:
+    write_results(smoke, ckpts=(6,))  # the random-feature probe: 36 % top-1 (37 at large)
+    results = report.load_results(smoke)
+    results.loc[results["ckpt"] == 1, "train_top1"] = 90.0
+    multilabel = verdicts.read_multilabel(smoke.run_dir / "evaluate" / "multilabel.csv")
+    table = verdicts.baselines_table(results, smoke, multilabel)
+    assert tuple(table.columns) == verdicts.BASELINE_COLUMNS
+    by = table.set_index("figure")
+    assert by.loc["pretrained model, validation mAP"].tolist() == [
+        61.5,
+        12.25,
+        "class-prior ranking",
+    ]
+    assert by.loc["pretrained model, validation instance F1@5", "baseline"] == 9.0
+    assert by.loc["pretrained model, validation instance P@10", "ours"] == 50.0
+    assert "pretrained model, validation instance R@3" in by.index
+    base, large = smoke.finetune.base_size, smoke.finetune.large_size
+    probe = by.loc[f"ckpt 5 top-1 @{large} px (ML-Images features, linear probe)"]
+    assert probe.tolist() == [36.0, 37.0, "random-feature linear probe"]
+    # four target classes in the smoke miniature: chance 25 % top-1, top-5 capped at 100 %
+    assert by.loc[f"ckpt 1 top-1 @{base} px"].tolist() == [41.0, 25.0, "chance"]
+    assert by.loc[f"ckpt 6 top-5 @{large} px"].tolist() == [70.5, 100.0, "chance"]
+    assert (table["baseline_name"] == "chance").sum() == 6 * 2 * 2
+    trained = by.loc[f"ckpt 1 top-1 @{base} px (validation; target only)"]
+    assert trained.tolist() == [41.0, 90.0, verdicts.TRAINING_SET]
+    claims = verdicts.claims_table(verdicts.claim_results(results, smoke)).iloc[4]
+    assert (claims["ours_mean"], claims["n_seeds"]) == (-1.0, 2)
+    assert claims["verdict"] == stats.NOT_REPRODUCED  # ckpt 5 below ckpt 6 on both seeds
+    assert verdicts.chance(1, 1000) == 0.1 and np.isnan(verdicts.chance(1, None))
+
+
+def test_summary_compares_the_checkpoints_each_claim_names(smoke: Params) -> None:
+    found = verdicts.claim_results(report.load_results(smoke), smoke)
+    text = report.summary_sentences(found, smoke, 0.1308, 240)
+    # ckpt 2 - ckpt 1 at base: 5 and 4 points on the two seeds
+    assert "ours +4.5 points at 24 px, 95% interval [-1.9, +10.9] over 2 paired seeds" in text
+    assert "ckpt 3 - ckpt 1" not in text and "ckpt 3 - ckpt 2" in text
+    assert "0.13M-parameter" in text and verdicts.HARDWARE in text
 
 
 def test_dataset_and_multilabel_tables(smoke: Params) -> None:
@@ -205,7 +315,10 @@ def test_publish_copies_and_rewrites_the_readme(smoke: Params, tmp_path: Path) -
     assert set(report.TABLES) | set(report.FIGURES) | {"README.md"} == published
     text = readme.read_text()
     assert "old" not in text and text.endswith(f"{report.README_END}\n\nrest\n")
-    assert "| ckpt | setting |" in text and "In miniature" in text
+    claims, baselines = text.index("| claim | paper |"), text.index("| figure | ours |")
+    assert claims < baselines < text.index("| ckpt | setting |")
+    assert "Verdicts are computed from the interval" in text
+    assert "Absolute accuracies are not comparable" in text
     report.run_report_stage(params)
     assert readme.read_text() == text  # idempotent
     readme.write_text("no markers")
@@ -218,3 +331,8 @@ def test_cli_report(smoke: Params, capsys: pytest.CaptureFixture[str]) -> None:
     out = json.loads(capsys.readouterr().out)
     assert [c["ckpt"] for c in out["checkpoints"]] == [1, 2, 3, 4, 5]
     assert (Path(out["out"]) / "paper_vs_ours.csv").is_file()
+    assert [c["n_seeds"] for c in out["claims"]] == [2, 2, 2, 2, 0]
+    claims = pd.read_csv(Path(out["out"]) / "claims.csv")
+    assert tuple(claims.columns) == verdicts.CLAIM_COLUMNS and len(claims) == 5
+    baselines = pd.read_csv(Path(out["out"]) / "baselines.csv")
+    assert tuple(baselines.columns) == verdicts.BASELINE_COLUMNS
