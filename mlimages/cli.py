@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = verbs.add_parser("finetune", help="fine-tune checkpoint 1..5 on the target (notebook 05)")
+    p = verbs.add_parser("finetune", help="fine-tune checkpoint 1..6 on the target (notebook 05)")
     _profile_args(p)
     p.add_argument("--ckpt", type=int, help="checkpoint setting (default: finetune.ckpt)")
     p.add_argument("--seed", type=int, action="append", help="repeatable (default: finetune.seeds)")

@@ -1,4 +1,5 @@
-"""Fine-tuning stage: checkpoints 1..5 of the paper's table on the single-label target task.
+"""Fine-tuning stage: checkpoints 1..6 on the single-label target task (the paper's table,
+our linear probe and its random-feature baseline).
 
 Each checkpoint setting (`params.finetune.checkpoints`) says where the weights start (from
 scratch, or the pretraining run / an authors' TF1 checkpoint by name, logits skipped), at
@@ -631,61 +632,3 @@ def paper_comparison(params: Params, ckpt: int):
 
 def _pm(mean: float, std: float) -> str:
     return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
-
-
-def _compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str]:
-    """(difference of top-1 means, verdict) with the standard error over seeds as the yardstick."""
-    diff = a["top1_mean"] - b["top1_mean"]
-    if min(a["n"], b["n"]) < 2:
-        return diff, "too few seeds to tell it from noise"
-    se = math.sqrt(a["top1_std"] ** 2 / a["n"] + b["top1_std"] ** 2 / b["n"])
-    if diff > 2 * se:
-        return diff, "higher by more than twice the standard error over seeds"
-    if diff < -2 * se:
-        return diff, "lower by more than twice the standard error over seeds"
-    return diff, "not different beyond twice the standard error over seeds"
-
-
-def verdict(params: Params) -> str:
-    """Does the miniature show the paper's two effects? Computed from the results present."""
-    found = {}
-    for ckpt in (1, 2, 3):
-        path = ckpt_dir(params, ckpt) / "metrics.json"
-        if path.is_file():
-            found[ckpt] = json.loads(path.read_text())["sizes"]
-    base, large = str(params.finetune.base_size), str(params.finetune.large_size)
-    sentences, shown = [], []
-    for better, worse, size, theirs, effect in (
-        (2, 1, base, PAPER_SIZES[0], "pretrained beats scratch"),
-        (3, 2, large, PAPER_SIZES[1], "base then large helps at the large size"),
-    ):
-        published = [paper_accuracy(c, theirs) for c in (better, worse)]
-        paper = " vs ".join(f"{a.top1:g}" for a in published if a is not None) + f" at {theirs}"
-        if better not in found or worse not in found:
-            sentences.append(f"'{effect}' needs ckpt {worse} and {better} results (not yet run).")
-            continue
-        a, b = found[better][size], found[worse][size]
-        diff, judged = _compare(a, b)
-        shown.append(diff > 0 and judged.startswith("higher"))
-        sentences.append(
-            f"'{effect}': ckpt {better} {_pm(a['top1_mean'], a['top1_std'])} vs ckpt {worse} "
-            f"{_pm(b['top1_mean'], b['top1_std'])} top-1 at {size} px ({diff:+.1f} points, "
-            f"{judged}; paper: {paper})."
-        )
-    if len(shown) == 2:
-        head = {
-            2: "The miniature shows both of the paper's effects.",
-            1: "The miniature shows only one of the paper's two effects.",
-            0: "The miniature does not show the paper's effects.",
-        }[sum(shown)]
-        sentences.insert(0, head)
-    steps, momentum = params.finetune.steps, params.model.bn_momentum
-    held = 1 - momentum**steps
-    if held < 0.95:
-        sentences.append(
-            f"Caveat: with BN momentum {momentum} the moving statistics used at evaluation "
-            f"hold only {held:.0%} of what {steps} fine-tuning steps saw; the rest is their "
-            "starting value (the initialisation's for ckpt 1, pretraining's for the others), "
-            "which handicaps training from scratch in a short run."
-        )
-    return " ".join(sentences)
