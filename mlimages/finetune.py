@@ -186,18 +186,18 @@ def val_arrays(params: Params, val_index, num_classes: int) -> dict[int, tuple[A
     return arrays
 
 
-def precise_bn(model, batches) -> int:
+def precise_bn(model, batches, frozen_too: bool = False) -> int:
     """Set every trainable BN layer's moving statistics to the mean of its batch statistics
     over `batches` (images only), in training mode: what the moving averages of a long run
     converge to (Wu & Johnson 2021, "precise BN"), without the run. Frozen BN layers (the
-    linear probes, FixBlock2) keep theirs. Returns the number of layers set."""
+    linear probes, FixBlock2) keep theirs unless `frozen_too`. Returns the layers set."""
     import keras
     import numpy as np
 
     layers = [
         layer
         for layer in model.layers
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+        if isinstance(layer, keras.layers.BatchNormalization) and (layer.trainable or frozen_too)
     ]
     if not layers:
         return 0
@@ -271,6 +271,29 @@ def task_for(
         initialize = _initializer(source, out)
     schedule = size_schedule(params, ckpt)
 
+    def training_batches(size: int, count: int):
+        """`count` fixed batches of the training input at `size` (their own seed), images only."""
+        batches = pipeline.train_dataset(
+            train_index, size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
+            seed=seed + 7919, shuffle_buffer=params.pipeline.shuffle_buffer,
+            cycle_length=params.pipeline.cycle_length,
+            **pipeline.augmentation(params.pipeline, pipeline.FINETUNE),
+        ).take(count)  # fmt: skip
+        return (images for images, _ in batches)
+
+    if chosen.linear_probe and not chosen.pretrained:
+
+        def initialize(model) -> dict[str, Any]:
+            # Random features: a random network has no BN statistics of its own (its 0/1
+            # start would leave every activation unnormalised), so it gets the target's, as
+            # precise BN computes them; the probe then trains the head on these features.
+            layers = precise_bn(
+                model, training_batches(schedule[0][2], max(f.precise_bn_batches, 1)), True
+            )
+            summary = {"source": "random initialisation", "bn_statistics_from_target": layers}
+            write_json_atomic(out / "init.json", summary)
+            return summary
+
     def dataset_fn(ctx, start_step: int):
         # The schedule from `start_step` on: a resumed run continues at the size it stopped at.
         # A resumed run reshuffles from a new seed instead of replaying its first batches.
@@ -307,15 +330,8 @@ def task_for(
     if f.precise_bn_batches:
 
         def finalize(model) -> None:
-            # The training input at the size the run ends at, its own seed: fixed batches.
-            last_size = schedule[-1][2]
-            batches = pipeline.train_dataset(
-                train_index, last_size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
-                seed=seed + 7919, shuffle_buffer=params.pipeline.shuffle_buffer,
-                cycle_length=params.pipeline.cycle_length,
-                **pipeline.augmentation(params.pipeline, pipeline.FINETUNE),
-            ).take(f.precise_bn_batches)  # fmt: skip
-            precise_bn(model, (images for images, _ in batches))
+            # The training input at the size the run ends at: fixed batches.
+            precise_bn(model, training_batches(schedule[-1][2], f.precise_bn_batches))
 
     return TrainTask(
         out=out,

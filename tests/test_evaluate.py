@@ -11,6 +11,7 @@ import pytest
 
 from mlimages import cli, download, evaluate, records
 from mlimages.params import load_params
+from mlimages.synthetic import mini_taxonomy
 
 TARGET_CLASSES = 4  # the smoke profile's synth.target_classes
 
@@ -30,7 +31,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory):
     )
     download.run_download_stage(params)
     records.run_records_stage(params, ["train", "val", "target_val"])
-    model = build_resnet(64, blocks=[1, 1, 1, 1], width=4, image_size=32)
+    model = build_resnet(mini_taxonomy().num_classes, blocks=[1, 1, 1, 1], width=4, image_size=32)
     save_model(model, params.stage_dir("pretrain") / MODEL_FILE)
     yield params
     mp.undo()
@@ -90,7 +91,9 @@ def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
     assert saved["units"] == "percent" and saved["images"] == len(labels)
     assert saved["f1_at_5"] == pytest.approx(table.loc[table["k"] == 5, "f1_at_k"].iloc[0])
     depth = pd.read_csv(out / "by_depth.csv")
-    assert depth["classes"].sum() == 64 and list(depth["depth"]) == list(range(len(depth)))
+    assert depth["classes"].sum() == mini_taxonomy().num_classes and list(depth["depth"]) == list(
+        range(len(depth))
+    )
     classes = pd.read_csv(out / "classes.csv")
     assert classes["positives"].tolist() == positive.sum(axis=0).tolist()
     assert np.load(out / "scores.npy").shape == np.load(out / "labels.npy").shape == labels.shape

@@ -213,3 +213,17 @@ def test_precise_bn_sets_the_mean_of_batch_statistics_and_spares_frozen_layers()
     np.testing.assert_array_equal(frozen.moving_mean.numpy(), kept)
     with pytest.raises(ValueError, match="no batches"):
         finetune.precise_bn(model, [])
+
+
+def test_random_feature_probe_gets_target_bn_statistics_and_trains_only_the_head(
+    smoke_runs: Path,
+) -> None:
+    params = load_params("smoke", FAST)
+    metrics = finetune.run_finetune_stage(params, 6)
+    assert metrics["paper"] is None and metrics["setting"].startswith("random init")
+    out = finetune.seed_dir(params, 6, 0)
+    init = json.loads((out / "init.json").read_text())
+    assert init["source"] == "random initialisation" and init["bn_statistics_from_target"] > 0
+    after = _tf1_weights(out / "model.keras")
+    moving = [v for k, v in after.items() if k.endswith("moving_mean")]
+    assert moving and all(np.abs(m).max() > 0 for m in moving)  # not the 0 of a fresh network

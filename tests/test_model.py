@@ -170,7 +170,7 @@ def test_bad_depth_and_blocks_are_refused() -> None:
 
 
 def test_bn_momentum_deviation_reaches_every_batch_norm(tmp_path: Path) -> None:
-    params = load_params("default").model
+    params = load_params("smoke").model  # the smoke profile sets a BN momentum of its own
     model = M.model_from_params(params, num_classes=5, image_size=32)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and {layer.momentum for layer in bns} == {params.bn_momentum} != {M.BN_MOMENTUM}

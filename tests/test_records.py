@@ -20,6 +20,8 @@ from mlimages.annotations import LabelTable, read_label_list
 from mlimages.params import SynthParams, load_params
 from mlimages.synthetic import ensure_miniature, mini_taxonomy
 
+MINI_CLASSES = mini_taxonomy().num_classes
+
 TINY = SynthParams(
     num_train=40,
     num_val=8,
@@ -149,15 +151,15 @@ def test_our_examples_parse_in_tensorflow() -> None:
 
 
 def test_round_trip_from_a_download_split(download: Path, tmp_path: Path) -> None:
-    source = records.split_source(download / "train", 64)
+    source = records.split_source(download / "train", MINI_CLASSES)
     index = records.write_split(
-        source, tmp_path / "a", "train", 64, min_shards=3, seed=1, workers=2
+        source, tmp_path / "a", "train", MINI_CLASSES, min_shards=3, seed=1, workers=2
     )
     assert len(index.shards) == 3 and index.records == len(source) == TINY.num_train
     assert sorted(s.records for s in index.shards) == [13, 13, 14]
     got = {}
     for path in index.paths:
-        for schema, record in records.read_records(path, num_classes=64):
+        for schema, record in records.read_records(path, num_classes=MINI_CLASSES):
             assert schema == records.SPARSE
             got[record.name] = record
     assert set(got) == set(source.names)
@@ -168,7 +170,7 @@ def test_round_trip_from_a_download_split(download: Path, tmp_path: Path) -> Non
         indices, confidences = source.labels.labels(i)
         assert record.indices.tolist() == indices.tolist()
         assert record.confidences.tolist() == confidences.tolist()
-    counts = source.labels.images_per_class(64)
+    counts = source.labels.images_per_class(MINI_CLASSES)
     assert list(index.images_per_class) == counts.tolist()
     assert sum(s.labels for s in index.shards) == source.labels.num_labels
     assert records.SplitIndex.load(tmp_path / "a") == index
@@ -176,10 +178,15 @@ def test_round_trip_from_a_download_split(download: Path, tmp_path: Path) -> Non
 
 
 def test_order_is_fixed_by_the_seed(download: Path, tmp_path: Path) -> None:
-    source = records.split_source(download / "train", 64)
-    a = records.write_split(source, tmp_path / "a", "train", 64, min_shards=2, seed=3, workers=2)
-    b = records.write_split(source, tmp_path / "b", "train", 64, min_shards=2, seed=3, workers=1)
-    c = records.write_split(source, tmp_path / "c", "train", 64, min_shards=2, seed=4, workers=1)
+    source = records.split_source(download / "train", MINI_CLASSES)
+
+    def write(name: str, seed: int, workers: int) -> records.SplitIndex:
+        return records.write_split(
+            source, tmp_path / name, "train", MINI_CLASSES, min_shards=2, seed=seed,
+            workers=workers,
+        )  # fmt: skip
+
+    a, b, c = write("a", 3, 2), write("b", 3, 1), write("c", 4, 1)
     assert [p.read_bytes() for p in a.paths] == [p.read_bytes() for p in b.paths]
     names = [[r.name for _, r in records.read_records(p)] for p in (a.paths[0], c.paths[0])]
     assert names[0] != names[1]
