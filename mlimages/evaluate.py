@@ -257,8 +257,10 @@ def evaluate_single_label(
     sizes: list[int],
     batch: int = 256,
     crop_fraction: float = EVAL_CROP_FRACTION,
+    decoded: dict[int, list[tuple[Any, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-1/top-5 (%) on single-label records at each size."""
+    """Top-1/top-5 (%) on single-label records at each size; `decoded` (size -> batches, as
+    `decoded_batches` gives them) spares decoding the records again for every model."""
     from mlimages import pipeline
     from mlimages.checkpoint import num_classes_of, with_image_size
 
@@ -271,12 +273,12 @@ def evaluate_single_label(
     rows = []
     for size in sizes:
         sized = with_image_size(model, size)
-        dataset = pipeline.eval_dataset(
+        dataset = (decoded or {}).get(size) or pipeline.eval_dataset(
             index, size, batch, index.num_classes, pipeline.FINETUNE, crop_fraction
         )
         hits, images = {1: 0, 5: 0}, 0
         for x, y in dataset:
-            found = metrics.top_k_hits(np.asarray(sized(x, training=False)), y.numpy(), (1, 5))
+            found = metrics.top_k_hits(np.asarray(sized(x, training=False)), np.asarray(y), (1, 5))
             hits = {k: hits[k] + found[k] for k in hits}
             images += len(y)
         rows.append(
@@ -290,6 +292,23 @@ def evaluate_single_label(
     return rows
 
 
+def decoded_batches(
+    index: records.SplitIndex, sizes: list[int], batch: int, crop_fraction: float
+) -> dict[int, list[tuple[Any, Any]]]:
+    """The single-label records' evaluation batches at each size, decoded once."""
+    from mlimages import pipeline
+
+    return {
+        size: [
+            (x.numpy(), y.numpy())
+            for x, y in pipeline.eval_dataset(
+                index, size, batch, index.num_classes, pipeline.FINETUNE, crop_fraction
+            )
+        ]
+        for size in sizes
+    }
+
+
 def evaluate_finetuned(params: Params) -> pd.DataFrame:
     """Every fine-tuned checkpoint at both fine-tuning sizes, beside notebook 05's figures."""
     from mlimages.checkpoint import load_model, model_label
@@ -300,12 +319,12 @@ def evaluate_finetuned(params: Params) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     index = records.split_index(params, "target_val")
     sizes = sorted({params.finetune.base_size, params.finetune.large_size})
+    crop, batch = params.pipeline.eval_crop_fraction, params.evaluate.batch
+    decoded = decoded_batches(index, sizes, batch, crop)
     rows = []
     for ckpt, seed, path in runs:
         model = load_model(path)
-        for row in evaluate_single_label(
-            model, index, sizes, params.evaluate.batch, params.pipeline.eval_crop_fraction
-        ):
+        for row in evaluate_single_label(model, index, sizes, batch, crop, decoded):
             rows.append({"ckpt": ckpt, "seed": seed, "model": model_label(model), **row})
     table = pd.DataFrame(rows, columns=columns)
     reported = _finetune_results(params)

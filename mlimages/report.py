@@ -47,7 +47,7 @@ TABLES = (
     "dataset_statistics.csv", "multilabel.csv", "deviations.md", "deviations.csv",
     "parameter_differences.csv", "plans.csv", "paper_run.md",
 )  # fmt: skip
-FIGURES = ("checkpoints.png", "dataset_statistics.png")
+FIGURES = ("checkpoints.png", "dataset_statistics.png", "loss_coefficients.png")
 
 # --- inputs --------------------------------------------------------------------------------
 
@@ -680,6 +680,7 @@ def save(report: dict[str, Any], params: Params) -> Path:
     for name, fig in (
         ("checkpoints.png", plot_checkpoints(report["comparison"])),
         ("dataset_statistics.png", plot_dataset(report["dataset"])),
+        ("loss_coefficients.png", _coefficients_figure(params)),
     ):
         fig.savefig(out / name, dpi=100, metadata={"Software": None})
         plt.close(fig)
@@ -693,6 +694,22 @@ def save(report: dict[str, Any], params: Params) -> Path:
         },
     )
     return out
+
+
+def _coefficients_figure(params: Params):
+    """The adaptive loss's class weights during pretraining (notebook 04's figure), or a
+    figure that says why there is none."""
+    import matplotlib.pyplot as plt
+
+    from mlimages import pretrain
+
+    try:
+        return pretrain.plot_coefficients(params.run_dir / pretrain.STAGE)
+    except (FileNotFoundError, ValueError) as exc:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, f"no loss coefficients: {exc}", ha="center", va="center", fontsize=7)
+        ax.set_axis_off()
+        return fig
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
