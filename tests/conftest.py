@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "ml-images"
+AUTHORS = ROOT / "tests" / "data" / "authors"
+CHECKPOINT = "ckpt-resnet50-authors-random"
+
+
+def reference_dir() -> Path:
+    """Where the large fixtures live: `MLIMAGES_REFERENCE`, default `../shared/ml-images`
+    (relative to the repository root), so they need not travel with a clone."""
+    folder = Path(os.environ.get("MLIMAGES_REFERENCE", "../shared/ml-images"))
+    return folder if folder.is_absolute() else (ROOT / folder).resolve()
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """`../shared/ml-images/`: read from there, never copied into the repository."""
-    assert SHARED.is_dir(), f"the authors' reference files are expected at {SHARED}"
-    return SHARED
+    """The authors' small reference files, vendored unchanged in `tests/data/authors/`
+    (see its NOTICE.md) so that a clone with nothing beside it passes its tests."""
+    assert (AUTHORS / "dictionary_and_semantic_hierarchy.txt").is_file(), (
+        f"the vendored reference files are missing from {AUTHORS}"
+    )
+    return AUTHORS
+
+
+@pytest.fixture(scope="session")
+def authors_checkpoint() -> Path:
+    """The authors' ResNet-50 TF1 checkpoint (93 MB, not in the repository): skipped, saying
+    where it was looked for, when absent; never skipped when present."""
+    folder = reference_dir() / CHECKPOINT
+    if not (folder / "model.ckpt.index").is_file():
+        pytest.skip(
+            f"checkpoint fixture {CHECKPOINT}/ not found at {folder} "
+            "(set MLIMAGES_REFERENCE to the folder holding it; README, 'Two commands')"
+        )
+    return folder
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from mlimages import annotations as ann
 from mlimages.annotations import LabelListError, LabelTable, label_stats, read_label_list
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "ml-images"
+SHARED = Path(__file__).resolve().parent / "data" / "authors"  # vendored, see its NOTICE.md
 SHARED_LISTS = [
     SHARED / "train_urls_tiny.txt",
     SHARED / "train_im_list_tiny.txt",

@@ -179,12 +179,12 @@ def test_wrong_shapes_and_missing_names_are_refused_by_name(tmp_path: Path) -> N
         finetune.load_pretrained(model, wider)
 
 
-def test_the_authors_checkpoint_initialises_a_new_head(shared: Path) -> None:
+def test_the_authors_checkpoint_initialises_a_new_head(authors_checkpoint: Path) -> None:
     """Their ResNet-50 (10 classes) into a 4-class ResNet-50: body loaded, head skipped."""
     from mlimages.model import build_resnet, tf1_variables
 
     model = build_resnet(4, 50)
-    report = finetune.load_pretrained(model, shared / "ckpt-resnet50-authors-random")
+    report = finetune.load_pretrained(model, authors_checkpoint)
     assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
     assert len(report.loaded) == len(tf1_variables(model)) - 2
 

@@ -14,16 +14,14 @@ from mlimages import model as M
 from mlimages.cli import main
 from mlimages.params import load_params
 
-CKPT = "ckpt-resnet50-authors-random"
-
 
 def _relative_error(out: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(np.asarray(out) - ref).max() / np.abs(ref).max())
 
 
 @pytest.fixture(scope="module")
-def authors(shared: Path) -> dict:
-    folder = shared / CKPT
+def authors(authors_checkpoint: Path) -> dict:
+    folder = authors_checkpoint
     names = [line.split("\t")[0] for line in (folder / "variables.txt").read_text().splitlines()]
     return {
         "dir": folder,

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +27,10 @@ from mlimages.taxonomy import load_dictionary
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _reference() -> Path:
-    """The authors' files: MLIMAGES_REFERENCE, default ../shared/ml-images beside the repo."""
-    return Path(os.environ.get("MLIMAGES_REFERENCE", ROOT.parent / "shared" / "ml-images"))
-
-
 @pytest.fixture(scope="module")
-def authors():
-    path = _reference() / "dictionary_and_semantic_hierarchy.txt"
-    if not path.is_file():
-        pytest.skip(f"the authors' dictionary is not at {path} (set MLIMAGES_REFERENCE)")
-    return load_dictionary(path)
+def authors(shared: Path):
+    """The authors' dictionary, vendored in tests/data/authors/."""
+    return load_dictionary(shared / "dictionary_and_semantic_hierarchy.txt")
 
 
 @pytest.fixture(scope="module")
