@@ -1,8 +1,14 @@
-"""Write, then rename: a reader never finds half a file under its final name."""
+"""Write, then rename: a reader never finds half a file under its final name.
+
+JSON is written strictly: `NaN` and `Infinity` are not JSON (RFC 8259), and strict parsers
+(`jq`, browsers, most languages' standard libraries) refuse a file that holds them, so
+non-finite floats become `null` on the way out.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,5 +23,29 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def finite_or_none(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, ±Infinity) replaced by None, recursively
+    through dicts, lists and tuples; numpy scalars become Python floats (as `default=float`
+    made them), other objects are left for the encoder to accept or refuse."""
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(item) for item in value]
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if not isinstance(value, float):
+        try:
+            value = float(value)  # numpy scalars (float32, int64, ...): what default=float did
+        except (TypeError, ValueError):
+            return value
+    return value if math.isfinite(value) else None
+
+
+def dumps_json(payload: Any, **kwargs: Any) -> str:
+    """`json.dumps` that never writes NaN or Infinity: non-finite floats become null first,
+    and the encoder is told to refuse any that slipped through (`allow_nan=False`)."""
+    return json.dumps(finite_or_none(payload), allow_nan=False, default=float, **kwargs)
+
+
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    return write_text_atomic(path, json.dumps(payload, indent=2, default=float) + "\n")
+    return write_text_atomic(path, dumps_json(payload, indent=2) + "\n")

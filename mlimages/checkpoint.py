@@ -83,7 +83,7 @@ def tf1_architecture(prefix: str) -> dict:
 
 
 def _from_tf1(prefix: str, *, depth, num_classes, blocks, width):
-    from mlimages.model import DEPTHS, build_resnet, load_tf1_checkpoint
+    from mlimages.model import DEPTHS, LogitsMismatchError, build_resnet, load_tf1_checkpoint
 
     found = tf1_architecture(prefix)
     if blocks is None and depth is None:
@@ -97,7 +97,15 @@ def _from_tf1(prefix: str, *, depth, num_classes, blocks, width):
         blocks=blocks,
         width=width or found["width"],
     )
-    load_tf1_checkpoint(model, prefix)
+    try:
+        load_tf1_checkpoint(model, prefix)
+    except LogitsMismatchError as exc:
+        if num_classes is None:
+            raise
+        raise LogitsMismatchError(
+            f"{exc} Here the class count was given (num_classes={num_classes}, the CLI's "
+            f"--num-classes): leave it out to read {found['num_classes']} from the checkpoint."
+        ) from None
     return model
 
 

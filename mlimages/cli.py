@@ -16,8 +16,11 @@ DEFAULT_PROFILE = "default"
 
 
 def _emit(payload: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
+    """Print `payload`: strict JSON with `--json` (non-finite floats as null), else text."""
     if as_json:
-        print(json.dumps(payload, indent=2, default=float))
+        from mlimages.atomic import dumps_json
+
+        print(dumps_json(payload, indent=2))
     elif text is not None:
         print(text(payload))
     elif isinstance(payload, dict):

@@ -494,24 +494,27 @@ def collect(params: Params, ckpt: int) -> dict[str, Any]:
 
 
 def _csv_field(value: Any) -> str:
-    text = str(value)
+    text = "nan" if value is None else str(value)  # a null of eval.json: NaN, as before
     return f'"{text}"' if "," in text or '"' in text else text
 
 
-def _spread(rows: list[dict[str, Any]], size: int) -> dict[str, float | int]:
-    """Mean and sample standard deviation over seeds (NaN below two seeds)."""
-    summary: dict[str, float | int] = {"n": 0}
+def _spread(rows: list[dict[str, Any]], size: int) -> dict[str, float | int | str | None]:
+    """Mean and sample standard deviation over seeds; None where undefined (no seed, or one
+    seed for the std), with the reason in `std_note`, so that metrics.json stays strict JSON."""
+    summary: dict[str, float | int | str | None] = {"n": 0}
     for metric in ("top1", "top5"):
         values = [row[metric] for row in rows if row["img_size"] == size]
         summary["n"] = len(values)
-        mean = sum(values) / len(values) if values else math.nan
-        var = (
-            sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-            if len(values) > 1
-            else math.nan
+        mean = sum(values) / len(values) if values else None
+        std = (
+            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            if mean is not None and len(values) > 1
+            else None
         )
         summary[f"{metric}_mean"] = mean
-        summary[f"{metric}_std"] = math.sqrt(var)
+        summary[f"{metric}_std"] = std
+    if summary["n"] < 2:
+        summary["std_note"] = f"undefined over {summary['n']} seed(s): needs two or more"
     return summary
 
 
@@ -646,5 +649,8 @@ def paper_comparison(params: Params, ckpt: int):
     return pd.DataFrame(rows)
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+def _pm(mean: float | None, std: float | None) -> str:
+    """`mean ± std`; null (or NaN, in files written before JSON became strict) is left out."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    return f"{mean:.1f}" + ("" if std is None or math.isnan(std) else f" ± {std:.1f}")

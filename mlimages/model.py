@@ -253,6 +253,41 @@ def load_keras_weights(
     )
 
 
+class LogitsMismatchError(ValueError):
+    """The checkpoint's classification head does not fit the model's (another class count):
+    its own type so that callers can add what their users can change (e.g. a CLI flag)."""
+
+
+def _is_logits(name: str) -> bool:
+    return name.startswith(f"{LOGITS_LAYER}/")
+
+
+def _head_classes(shapes: Mapping[str, Sequence[int]]) -> int | None:
+    """The class count of a checkpoint's head: its bias length, else its kernel's last axis."""
+    for name in (f"{LOGITS_LAYER}/dense/bias", f"{LOGITS_LAYER}/dense/kernel"):
+        if name in shapes and len(shapes[name]):
+            return int(shapes[name][-1])
+    return None
+
+
+def _logits_mismatch(
+    source: str, name: str, shapes: Mapping[str, Sequence[int]], wanted: dict
+) -> LogitsMismatchError:
+    """The error users of the authors' checkpoints meet (`[2048,1000]` vs `[2048,11166]`):
+    both shapes, both class counts, and the two ways out."""
+    theirs = _head_classes(shapes)
+    ours = _head_classes({n: tuple(v.shape) for n, v in wanted.items()})
+    return LogitsMismatchError(
+        f"{source}: the logits do not match: variable {name!r} has shape "
+        f"{list(shapes[name])} in the checkpoint, the model expects {list(wanted[name].shape)} "
+        f"(the checkpoint holds a {theirs}-class head, the model has {ours} classes). "
+        f"To start a new {ours}-class head on the checkpoint's body, load with "
+        "skip_logits=True (as the fine-tuning stage does, `mlimages finetune`); to keep the "
+        f"checkpoint's head, build the model with {theirs} classes (num_classes, the CLI's "
+        "--num-classes)."
+    )
+
+
 def assign_by_name(
     model: keras.Model,
     shapes: Mapping[str, Sequence[int]],
@@ -262,25 +297,38 @@ def assign_by_name(
     skip_logits: bool = False,
 ) -> LoadReport:
     """Assign named values to `model`'s variables (named as the authors'), all or nothing:
-    a missing name or a shape mismatch stops, naming the variable, before anything changes."""
+    a missing name or a shape mismatch stops, naming the variable, before anything changes.
+    A body mismatch is reported before a head mismatch: a head of another class count is the
+    common case (`LogitsMismatchError`, which says how to skip it), a body one is not."""
     wanted = tf1_variables(model)
-    skipped = [n for n in wanted if skip_logits and n.startswith(f"{LOGITS_LAYER}/")]
+    skipped = [n for n in wanted if skip_logits and _is_logits(n)]
     missing = sorted(n for n in wanted if n not in shapes and n not in skipped)
     if missing:
         shown = ", ".join(missing[:5]) + (
             f", … ({len(missing)} in all)" if len(missing) > 5 else ""
         )
-        raise ValueError(f"{source}: checkpoint lacks {len(missing)} model variables: {shown}")
-    values = {}
-    for name, variable in wanted.items():
-        if name in skipped:
-            continue
-        if tuple(shapes[name]) != tuple(variable.shape):
-            raise ValueError(
-                f"{source}: variable {name!r} has shape {list(shapes[name])} in the checkpoint; "
-                f"the model expects {list(variable.shape)}"
-            )
-        values[name] = value_of(name)
+        hint = (
+            " (a checkpoint without a head: load with skip_logits=True to start a new one)"
+            if all(_is_logits(n) for n in missing)
+            else ""
+        )
+        raise ValueError(
+            f"{source}: checkpoint lacks {len(missing)} model variables: {shown}{hint}"
+        )
+    mismatched = [
+        n for n in wanted if n not in skipped and tuple(shapes[n]) != tuple(wanted[n].shape)
+    ]
+    body = [n for n in mismatched if not _is_logits(n)]
+    if body:
+        name = body[0]
+        raise ValueError(
+            f"{source}: variable {name!r} has shape {list(shapes[name])} in the checkpoint; "
+            f"the model expects {list(wanted[name].shape)}"
+        )
+    if mismatched:  # the kernel first: its [features, classes] is what users recognise
+        mismatched.sort(key=lambda n: not n.endswith("/kernel"))
+        raise _logits_mismatch(source, mismatched[0], shapes, wanted)
+    values = {name: value_of(name) for name in wanted if name not in skipped}
     for name, value in values.items():  # assign only once everything is known to fit
         wanted[name].assign(value.astype(np.dtype(wanted[name].dtype)))
     unused = sorted(n for n in shapes if n not in wanted)

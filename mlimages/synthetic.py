@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from mlimages.annotations import LabelTable, read_label_list
 from mlimages.appearance import Look, looks, sprite
-from mlimages.atomic import write_text_atomic
+from mlimages.atomic import dumps_json, write_text_atomic
 from mlimages.miniforest import ANCHORS, BACKGROUNDS, anchor_of, mini_forest
 from mlimages.params import SynthParams
 from mlimages.progress import quiet
@@ -193,7 +193,7 @@ def generate(params: SynthParams, out: Path, progress: bool | None = None) -> Mi
         "backgrounds": list(BACKGROUNDS),
         "tail": {"exponent": params.tail_exponent, "floor": params.tail_floor},
     }
-    write_text_atomic(tmp / "synth.json", json.dumps(info, indent=2))
+    write_text_atomic(tmp / "synth.json", dumps_json(info, indent=2))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mlimages import horovod_backend
-from mlimages.atomic import write_json_atomic
+from mlimages.atomic import dumps_json, write_json_atomic
 from mlimages.distributed import WorkerInfo, cluster_from_environment
 from mlimages.progress import quiet
 
@@ -324,7 +324,7 @@ class _Log:
             return
         import tensorflow as tf
 
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(dumps_json(record) + "\n")  # a diverged loss: null, not NaN
         self.file.flush()
         with self.writer.as_default(step=record["step"]):
             for key, value in record.items():

@@ -125,8 +125,12 @@ def test_export_writes_the_authors_names_and_values(resnet50, authors, tmp_path)
 def test_a_shape_mismatch_names_the_variable_and_loads_nothing(authors) -> None:
     model = M.build_resnet(11, 50)
     before = model.get_layer("init.init_conv").kernel.numpy()
-    with pytest.raises(ValueError, match=r"'logits/dense/kernel' has shape \[2048, 10\]"):
+    with pytest.raises(M.LogitsMismatchError) as raised:
         M.load_tf1_checkpoint(model, authors["dir"])
+    message = str(raised.value)
+    assert "'logits/dense/kernel' has shape [2048, 10] in the checkpoint" in message
+    assert "the model expects [2048, 11]" in message
+    assert "10-class head, the model has 11 classes" in message and "skip_logits=True" in message
     np.testing.assert_array_equal(model.get_layer("init.init_conv").kernel.numpy(), before)
     report = M.load_tf1_checkpoint(model, authors["dir"], skip_logits=True)
     assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
@@ -182,3 +186,67 @@ def test_bn_momentum_deviation_reaches_every_batch_norm(tmp_path: Path) -> None:
         for layer in paper.layers
         if isinstance(layer, keras.layers.BatchNormalization)
     } == {M.BN_MOMENTUM}
+
+
+# --- a head of another class count (the authors' users: [2048,1000] vs [2048,11166]) --------
+
+SMALL = {"blocks": (1, 1, 1, 1), "width": 4}
+
+
+@pytest.fixture(scope="module")
+def seven_classes(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A small 7-class model saved both ways: a TF1 checkpoint and a .keras file."""
+    from mlimages.train import save_model
+
+    folder = tmp_path_factory.mktemp("seven")
+    model = M.build_resnet(7, **SMALL)
+    return {
+        "prefix": M.export_tf1_checkpoint(model, folder / "model.ckpt"),
+        "keras": save_model(model, folder / "model.keras"),
+        "features": int(model.get_layer("logits").kernel.shape[0]),
+    }
+
+
+@pytest.mark.parametrize("form", ["prefix", "keras"])
+def test_a_head_of_another_class_count_says_both_shapes_and_how_to_skip_it(
+    seven_classes: dict, form: str
+) -> None:
+    load = M.load_tf1_checkpoint if form == "prefix" else M.load_keras_weights
+    source, features = seven_classes[form], seven_classes["features"]
+    model = M.build_resnet(5, **SMALL)
+    before = [w.numpy() for w in model.weights]
+    with pytest.raises(M.LogitsMismatchError) as raised:
+        load(model, source)
+    message = str(raised.value)
+    assert message.startswith(f"{source}: the logits do not match")
+    assert f"'logits/dense/kernel' has shape [{features}, 7] in the checkpoint" in message
+    assert f"the model expects [{features}, 5]" in message
+    assert "7-class head, the model has 5 classes" in message
+    assert "skip_logits=True" in message and "--num-classes" in message
+    for old, new in zip(before, model.weights, strict=True):  # all or nothing
+        np.testing.assert_array_equal(new.numpy(), old)
+    report = load(model, source, skip_logits=True)
+    assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
+
+
+def test_a_body_mismatch_is_reported_before_the_head(seven_classes: dict) -> None:
+    model = M.build_resnet(5, blocks=(1, 1, 1, 1), width=8)
+    with pytest.raises(ValueError, match="'init/init_conv/conv2d/kernel' has shape") as raised:
+        M.load_tf1_checkpoint(model, seven_classes["prefix"])
+    assert not isinstance(raised.value, M.LogitsMismatchError)
+
+
+def test_a_class_count_given_to_the_loader_is_named_as_the_cause(
+    seven_classes: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlimages.checkpoint import load_model
+
+    with pytest.raises(M.LogitsMismatchError, match="leave it out to read 7 from the checkpoint"):
+        load_model(seven_classes["prefix"], num_classes=5)
+    assert load_model(seven_classes["prefix"]).output_shape[-1] == 7
+    argv = ["model", "convert-tf1", str(seven_classes["prefix"]), "--blocks", "1", "1", "1", "1"]
+    argv += ["--width", "4", "--num-classes", "5", "--out", str(tmp_path / "m.keras")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "7-class head, the model has 5 classes" in err and "skip_logits=True" in err
+    assert not (tmp_path / "m.keras").exists()
