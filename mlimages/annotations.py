@@ -18,7 +18,7 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,7 +32,15 @@ try:  # the C scanner, built at install by setup.py where a compiler was found
 except ImportError:  # pragma: no cover - exercised by installs without a compiler
     _labelscan = None
 
-__all__ = ["LabelListError", "LabelTable", "Taxonomy", "label_stats", "read_label_list"]
+__all__ = [
+    "LabelListError",
+    "LabelTable",
+    "LenientRead",
+    "Taxonomy",
+    "label_stats",
+    "read_label_list",
+    "read_lenient",
+]
 
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # exactly what bytes.split() splits on, so both parsers agree
 
@@ -897,8 +905,39 @@ def _parse_fast(
     return None if any(p is None for p in parts) else parts
 
 
-def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | None) -> _Parsed:
-    """Reference parser: one line at a time, raising ``LabelListError`` on the first problem."""
+FaultFn = Callable[[str, int, LabelListError], None]
+"""``(kind, line, error)``: one fault of a lenient read (see ``_parse_slow``)."""
+
+
+def _fault(on_fault: FaultFn | None, kind: str, line: int, error: LabelListError) -> None:
+    if on_fault is None:
+        raise error
+    on_fault(kind, line, error)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _parse_slow(
+    chunk: bytes,
+    first_line: int,
+    source: str,
+    num_classes: int | None,
+    on_fault: FaultFn | None = None,
+    row_lines: list[int] | None = None,
+) -> _Parsed:
+    """Reference parser: one line at a time, raising ``LabelListError`` on the first problem.
+
+    With ``on_fault`` (the integrity check) it reports every problem instead and skips what the
+    problem names: the line for a bad key, the token for a bad index or confidence. Kinds:
+    ``empty_key``, ``key_not_utf8``, ``bad_index``, ``index_out_of_range``, ``bad_confidence``.
+    ``row_lines`` receives the line number of every row kept.
+    """
     lines = chunk.split(b"\n")
     if chunk.endswith(b"\n"):
         lines.pop()
@@ -913,32 +952,42 @@ def _parse_slow(chunk: bytes, first_line: int, source: str, num_classes: int | N
         if not tokens:
             continue
         if line[0] in _WHITESPACE:
-            raise _error(source, number, "empty key (line starts with whitespace)", "the key first")
-        try:
-            tokens[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise _error(source, number, f"key {_show(tokens[0])} is not UTF-8", "UTF-8") from None
+            what = "empty key (line starts with whitespace)"
+            _fault(on_fault, "empty_key", number, _error(source, number, what, "the key first"))
+            continue
+        if not _is_utf8(tokens[0]):
+            error = _error(source, number, f"key {_show(tokens[0])} is not UTF-8", "UTF-8")
+            _fault(on_fault, "key_not_utf8", number, error)
+            continue
+        count = 0
         for token in tokens[1:]:
             index_text, colon, conf_text = token.partition(b":")
             if not _INDEX_RE.fullmatch(index_text):
-                raise _error(
-                    source, number, f"bad class index {_show(index_text)}", "a non-negative integer"
-                )
+                what, expected = f"bad class index {_show(index_text)}", "a non-negative integer"
+                _fault(on_fault, "bad_index", number, _error(source, number, what, expected))
+                continue
             index = int(index_text)
             if index > top:
-                raise _error(source, number, f"class index {index} out of range", f"0..{top}")
+                what = f"class index {index} out of range"
+                error = _error(source, number, what, f"0..{top}")
+                _fault(on_fault, "index_out_of_range", number, error)
+                continue
             conf = 1.0
             if colon:
                 conf = float(conf_text) if _CONF_RE.fullmatch(conf_text) else -1.0
                 if not 0.0 <= conf <= 1.0:
-                    raise _error(
-                        source, number, f"bad confidence {_show(conf_text)}", "a number in [0, 1]"
-                    )
+                    what = f"bad confidence {_show(conf_text)}"
+                    error = _error(source, number, what, "a number in [0, 1]")
+                    _fault(on_fault, "bad_confidence", number, error)
+                    continue
             indices.append(index)
             confidences.append(conf)
+            count += 1
         keys.append(tokens[0])
-        counts.append(len(tokens) - 1)
-        row = indices[len(indices) - counts[-1] :]
+        counts.append(count)
+        if row_lines is not None:
+            row_lines.append(number)
+        row = indices[len(indices) - count :]
         unique_rows = unique_rows and len(set(row)) == len(row)
     return _Parsed(
         key_bytes=np.frombuffer(b"".join(keys), dtype=np.uint8),
@@ -1177,6 +1226,101 @@ def read_label_list(
     ``chunk_lines`` lines is parsed by the vectorised path, or, if that meets anything unusual,
     by the per-line reference parser, which raises ``LabelListError`` (file, line, expectation).
     """
+    return _read(path, num_classes, chunk_lines, progress)
+
+
+@dataclass
+class LenientRead:
+    """A label list read without stopping at faults (``read_lenient``).
+
+    ``row_lines[i]`` is the line number of row ``i`` (blank lines and lines with a bad key
+    make no row); ``lines`` counts every line of the file, blank ones too.
+    """
+
+    table: LabelTable
+    row_lines: np.ndarray  # int64
+    lines: int
+
+
+def read_lenient(
+    path: str | os.PathLike[str],
+    on_fault: FaultFn,
+    chunk_lines: int = 262_144,
+    progress: bool | None = None,
+) -> LenientRead:
+    """Read what parses and report the rest: the integrity check's reader.
+
+    Clean chunks take the same fast path as ``read_label_list``. A chunk it hands over is cut
+    into pieces of 2,048 lines, a piece that fails again into pieces of 32, and only those go
+    through the reference parser (in its reporting mode, ~10 us a line): a fault costs a few
+    dozen slow lines, not a chunk's. Class indices are not range-checked here (the caller
+    compares with its dictionary).
+    """
+    lenient = _Lenient(on_fault)
+    table = _read(path, None, chunk_lines, progress, lenient)
+    row_lines = np.concatenate([np.empty(0, np.int64), *lenient.row_lines])
+    assert len(row_lines) == len(table), "every row has its line"
+    return LenientRead(table, row_lines, lenient.lines)
+
+
+class _Lenient:
+    """State of a lenient read: the fault callback, every row's line number, lines seen."""
+
+    PIECES = (2048, 32)  # lines a piece, at each level of falling back
+
+    def __init__(self, on_fault: FaultFn) -> None:
+        self.on_fault = on_fault
+        self.row_lines: list[np.ndarray] = []
+        self.lines = 0
+
+    def chunk(
+        self,
+        buf: np.ndarray,
+        span: tuple[int, int, int],
+        first_line: int,
+        parse: Callable[[int, int], int],
+        slow: Callable[[bytes, int, list[int]], None],
+        level: int = 0,
+    ) -> None:
+        """Parse ``buf[start:stop]`` (``term`` past the newline the last line may lack) with
+        ``parse`` (the fast path: rows added, or -1 where it hands over); where it fails, in
+        smaller pieces, then with ``slow``."""
+        start, stop, term = span
+        newlines = np.flatnonzero(buf[start:stop] == ord("\n"))
+        lines = len(newlines) + int(buf[stop - 1] != ord("\n"))
+        if level == 0:
+            self.lines += lines
+        added = parse(start, term)
+        if added == lines:
+            self.row_lines.append(np.arange(first_line, first_line + lines, dtype=np.int64))
+            return
+        if added >= 0:  # blank lines: rows are the lines with a token
+            texts = buf[start:stop].tobytes().split(b"\n")[:lines]
+            rows = [first_line + i for i, t in enumerate(texts) if t.split()]
+            self.row_lines.append(np.asarray(rows, dtype=np.int64))
+            return
+        if level == len(self.PIECES):
+            rows_at: list[int] = []
+            slow(buf[start:stop].tobytes(), first_line, rows_at)
+            self.row_lines.append(np.asarray(rows_at, dtype=np.int64))
+            return
+        step = self.PIECES[level]
+        ends = newlines[step - 1 :: step] + start + 1
+        cuts = [start, *[int(e) for e in ends if e < stop], stop]
+        for k in range(len(cuts) - 1):
+            lo, hi = cuts[k], cuts[k + 1]
+            piece = (lo, hi, term if hi == stop else hi)
+            self.chunk(buf, piece, first_line + k * step, parse, slow, level + 1)
+
+
+def _read(
+    path: str | os.PathLike[str],
+    num_classes: int | None,
+    chunk_lines: int,
+    progress: bool | None,
+    lenient: _Lenient | None = None,
+) -> LabelTable:
+    """``read_label_list``, or with ``lenient`` the reader of ``read_lenient``."""
     source = os.fspath(path)
     if chunk_lines < 1:
         raise ValueError(f"chunk_lines must be positive, got {chunk_lines}")
@@ -1202,10 +1346,22 @@ def read_label_list(
             disable=not _show_progress(progress),
         ) as bar,
     ):
+        pmap = pool.map if workers > 1 else map
         for buf, start, stop, first_line in _iter_chunks(f, chunk_lines, bar.update):
             term = stop + (buf[stop - 1] != ord("\n"))
-            pmap = pool.map if workers > 1 else map
-            if not _parse_chunk(buf, start, term, state, table, pmap):
+            if lenient is not None:
+
+                def parse(lo: int, hi: int, buf: np.ndarray = buf) -> int:
+                    before = table.key_offsets.size
+                    ok = _parse_chunk(buf, lo, hi, state, table, pmap)
+                    return table.key_offsets.size - before if ok else -1
+
+                def slow(chunk: bytes, line: int, rows_at: list[int]) -> None:
+                    parsed = _parse_slow(chunk, line, source, None, lenient.on_fault, rows_at)
+                    table.add(parsed)
+
+                lenient.chunk(buf, (start, stop, term), first_line, parse, slow)
+            elif not _parse_chunk(buf, start, term, state, table, pmap):
                 chunk = buf[start:stop].tobytes()
                 table.add_all([_parse_slow(chunk, first_line, source, num_classes)], pmap)
             if first_chunk and size > stop - start:  # one resize instead of doubling as we go

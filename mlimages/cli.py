@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 DEFAULT_PROFILE = "default"
+MERGE_VERB = "download merge"  # one parser name: `download`'s list argument is optional
 
 
 def _emit(payload: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
@@ -70,6 +71,29 @@ def cmd_annotations_stats(args: argparse.Namespace) -> None:
     if args.close:
         table = table.close(taxonomy)
     _emit(label_stats(table, num_classes), args.json)
+
+
+def cmd_annotations_check(args: argparse.Namespace) -> int:
+    from mlimages.list_check import check_list, render
+
+    taxonomy = None
+    if args.dictionary:
+        from mlimages.taxonomy import load_dictionary
+
+        taxonomy = load_dictionary(args.dictionary)
+    report = check_list(
+        args.label_list,
+        taxonomy,
+        num_classes=args.num_classes,
+        published=args.published,
+        expect_closed=args.expect_closed,
+        examples=args.examples,
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, allow_nan=False))
+    else:
+        print(render(report))
+    return 0 if report.clean else 1
 
 
 def cmd_params_show(args: argparse.Namespace) -> None:
@@ -213,6 +237,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 
     params, options = _download_params(args)
     if args.label_list is None:  # the whole stage of the profile, as notebook 02 runs it
+        if args.shard:
+            raise ValueError("--shard is for one list; expected a label list before it")
         if args.out:
             raise ValueError("--out is for one list; the stage writes runs/<profile>/download/")
         params = params.model_copy(update={"download": options})
@@ -223,14 +249,32 @@ def cmd_download(args: argparse.Namespace) -> None:
         raise ValueError("--out DIR is required with a label list")
     from mlimages.annotations import read_label_list
 
+    table = read_label_list(args.label_list, progress=options.progress)
+    out = Path(args.out)
+    if args.shard:  # this job's part only, into OUT/shard-I-of-N with its shard.json
+        from mlimages import shard
+
+        index, count = shard.parse_shard(args.shard)
+        table = shard.select_shard(table, index, count)
+        out = shard.shard_dir(out, index, count)
+        settings = {"max_side": options.max_side, "quality": options.quality}
+        meta = shard.describe(args.label_list, table, index, count, settings)
+        out.mkdir(parents=True, exist_ok=True)
+        shard.claim_folder(out, meta)
     summary = download.download_list(
-        read_label_list(args.label_list, progress=options.progress),
-        Path(args.out),
+        table,
+        out,
         options,
         file_root=options.file_root,
         imagenet_root=options.imagenet_root,
     )
     _emit(summary.as_dict(), args.json)
+
+
+def cmd_download_merge(args: argparse.Namespace) -> None:
+    from mlimages.shard import merge
+
+    _emit(merge(args.out, args.parts, partial=args.partial), args.json)
 
 
 def cmd_imagenet_extract(args: argparse.Namespace) -> None:
@@ -494,6 +538,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--close", action="store_true", help="close labels over ancestors first")
     _json_arg(p)
     p.set_defaults(func=cmd_annotations_stats)
+    p = annotations_verbs.add_parser(
+        "check",
+        help="integrity of a label list: every fault with its lines; exit 1 if any",
+        description="Count every fault of a label list (bad keys, indices, confidences, "
+        "duplicated keys, classes repeated on a line, indices outside the dictionary, a "
+        "published line count missed) with examples and line numbers. Exit 0 when clean, "
+        "1 when faults were found, 2 when the check could not run.",
+    )
+    p.add_argument("label_list")
+    p.add_argument("--dictionary", help="range of class indices; closure over ancestors")
+    p.add_argument("--num-classes", type=int, help="range of class indices without a dictionary")
+    p.add_argument("--published", type=int, metavar="N", help="the published number of lines")
+    p.add_argument(
+        "--expect-closed",
+        action="store_true",
+        help="labels missing an ancestor are faults (default: reported only)",
+    )
+    p.add_argument("--examples", type=int, default=10, help="examples per fault (default 10)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_annotations_check)
 
     params = verbs.add_parser("params", help="profiles")
     params_verbs = params.add_subparsers(dest="action", required=True)
@@ -560,8 +624,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder: manifest.jsonl, images/, labels.txt")
     p.add_argument("--file-root", help="allow file:// URLs below this folder")
     p.add_argument("--imagenet-root", help="tree or synset tars for ImageNet-id keys")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="only part I of N (by sha1 of the key) into OUT/shard-I-of-N; see `download merge`",
+    )
     _fetch_args(p)
     p.set_defaults(func=cmd_download)
+
+    p = verbs.add_parser(
+        MERGE_VERB,
+        help="join download parts (--shard) into one folder the records stage reads",
+        description="`mlimages download merge OUT PART...`: join the parts of a sharded "
+        "download into OUT (built beside it, renamed into place at the end). Refuses parts "
+        "that overlap or disagree (list, N, image settings), missing or unfinished parts "
+        "unless --partial. (A label list named `merge` is downloaded as ./merge.)",
+    )
+    p.add_argument("out", help="the merged folder: must not exist, or be empty")
+    p.add_argument("parts", nargs="+", help="part folders, e.g. OUT/shard-*-of-16")
+    p.add_argument("--partial", action="store_true", help="merge even if parts are missing")
+    _json_arg(p)
+    p.set_defaults(func=cmd_download_merge)
 
     imagenet = verbs.add_parser("imagenet", help="ImageNet-id-keyed lists from local files")
     imagenet_verbs = imagenet.add_subparsers(dest="action", required=True)
@@ -689,10 +772,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from mlimages.params import ParamsError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["download", "merge"]:  # `download` takes an optional list: route by hand
+        argv = [MERGE_VERB, *argv[2:]]
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # a verb may return an exit status (a check that found faults)
     except (ParamsError, ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
         print(f"mlimages {args.verb}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
