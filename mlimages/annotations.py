@@ -15,7 +15,6 @@ import errno
 import mmap
 import os
 import re
-import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,8 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from mlimages.progress import quiet, tqdm
 
 try:  # the C scanner, built at install by setup.py where a compiler was found
     from mlimages import _labelscan
@@ -1158,13 +1158,6 @@ def _iter_chunks(
         seen = 0
 
 
-def _show_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    isatty = getattr(sys.stderr, "isatty", None)
-    return bool(isatty and isatty())
-
-
 def read_label_list(
     path: str | os.PathLike[str],
     num_classes: int | None = None,
@@ -1199,7 +1192,7 @@ def read_label_list(
             unit="B",
             unit_scale=True,
             desc=os.path.basename(source),
-            disable=not _show_progress(progress),
+            disable=quiet(progress),
         ) as bar,
     ):
         for buf, start, stop, first_line in _iter_chunks(f, chunk_lines, bar.update):
