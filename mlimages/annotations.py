@@ -15,7 +15,6 @@ import errno
 import mmap
 import os
 import re
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,8 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from mlimages.progress import quiet, tqdm
 
 try:  # the C scanner, built at install by setup.py where a compiler was found
     from mlimages import _labelscan
@@ -1207,13 +1207,6 @@ def _iter_chunks(
         seen = 0
 
 
-def _show_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    isatty = getattr(sys.stderr, "isatty", None)
-    return bool(isatty and isatty())
-
-
 def read_label_list(
     path: str | os.PathLike[str],
     num_classes: int | None = None,
@@ -1343,7 +1336,7 @@ def _read(
             unit="B",
             unit_scale=True,
             desc=os.path.basename(source),
-            disable=not _show_progress(progress),
+            disable=quiet(progress),
         ) as bar,
     ):
         pmap = pool.map if workers > 1 else map

@@ -106,6 +106,15 @@ def cmd_params_show(args: argparse.Namespace) -> None:
         print(params.to_yaml(), end="")
 
 
+def cmd_params_check(args: argparse.Namespace) -> int:
+    from mlimages import preflight
+    from mlimages.params import load_params
+
+    result = preflight.check(load_params(args.params, args.overrides))
+    _emit(result.as_dict(), args.json, lambda _: result.text())
+    return 0 if result.ok else 1
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -565,6 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     _profile_args(p)
     _json_arg(p)
     p.set_defaults(func=cmd_params_show)
+    p = params_verbs.add_parser(
+        "check",
+        help="check every input the stages will need (no network); exit 1 if one is missing",
+    )
+    _profile_args(p)
+    _json_arg(p)
+    p.set_defaults(func=cmd_params_check)
 
     p = verbs.add_parser("synth", help="generate mini ML-Images")
     _profile_args(p)

@@ -118,12 +118,11 @@ def predict_multilabel(
 ) -> metrics.NpySource:
     """Sigmoid scores and targets of every record, written to `folder` batch by batch."""
     import tensorflow as tf
-    from tqdm.auto import tqdm
 
     from mlimages import pipeline
     from mlimages.checkpoint import num_classes_of, with_image_size
     from mlimages.npy import NpyWriter
-    from mlimages.progress import quiet
+    from mlimages.progress import quiet, tqdm
 
     if index.single_label:
         raise ValueError(f"{index.root}: single-label records; expected multi-label ones")

@@ -27,12 +27,10 @@ def extract_features(
     progress: bool | None = None,
 ) -> np.ndarray:
     """[images, feature dim] float32, one row an input path in order."""
-    from tqdm.auto import tqdm
-
     from mlimages import image_input
     from mlimages.checkpoint import default_image_size, with_image_size
     from mlimages.model import feature_model
-    from mlimages.progress import quiet
+    from mlimages.progress import quiet, tqdm
 
     size = image_size or default_image_size(model)
     features_of = feature_model(with_image_size(model, size))

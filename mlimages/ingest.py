@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from mlimages.annotations import LabelTable
 from mlimages.fetch import Fetched, FetchFailed, SourceError
 from mlimages.manifest import (
@@ -34,7 +32,7 @@ from mlimages.manifest import (
     write_labels,
 )
 from mlimages.params import DownloadParams
-from mlimages.progress import quiet
+from mlimages.progress import quiet, tqdm
 from mlimages.validate_image import ImageRejected, ImageRules, process_image
 
 FetchFn = Callable[[str, int], Fetched]

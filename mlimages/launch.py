@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from mlimages.progress import quiet
+from mlimages.progress import quiet, tqdm
 
 LOG_NAME = "launch.log"
 

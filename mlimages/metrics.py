@@ -484,7 +484,7 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def _progress(blocks, n: int, rows: int, desc: str, progress: bool | None):
-    from tqdm.auto import tqdm
+    from mlimages.progress import tqdm
 
     total = -(-n // rows)
     return tqdm(blocks, total=total, desc=desc, unit="block", disable=quiet(progress))

@@ -39,12 +39,11 @@ import google_crc32c
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from mlimages.annotations import LabelTable, read_label_list
 from mlimages.atomic import write_json_atomic
 from mlimages.params import Params
-from mlimages.progress import quiet
+from mlimages.progress import quiet, tqdm
 
 STAGE = "records"
 SOURCE_STAGE = "download"

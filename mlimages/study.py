@@ -1,22 +1,29 @@
 """Run the study: every numbered notebook in order, with papermill, into `runs/<profile>/`.
 
-Each notebook gets `profile` (the profile file's absolute path, so it resolves the same
-wherever the kernel starts) and `overrides`; each executed copy is kept, and the run stops
-at the first failure with the notebook and the cell that failed.
+The profile's inputs are checked first (mlimages.preflight): a missing label list or target
+task stops the study before any notebook starts, naming every missing input. Each notebook
+gets `profile` (the profile file's absolute path, so it resolves the same wherever the
+kernel starts) and `overrides`; each executed copy is kept, and the run stops at the first
+failure with the notebook and the cell that failed.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mlimages import preflight
 from mlimages.atomic import write_json_atomic
 from mlimages.params import find_profile, load_params
+from mlimages.progress import HEADLESS_ENV
 
 KERNEL_NAME = "mlimages"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -86,10 +93,12 @@ def run_study(
 
     profile_path = find_profile(profile)
     params = load_params(profile_path, overrides)  # refuse bad parameters before any kernel starts
+    notebooks = study_notebooks(notebooks_dir or default_notebooks_dir(), only)
+    # Every missing input of the stages to run, named before the first notebook starts.
+    preflight.require(params, preflight.stages_of([nb.name for nb in notebooks]))
     out_dir = params.run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     params.write(params.run_dir / "params.yaml")
-    notebooks = study_notebooks(notebooks_dir or default_notebooks_dir(), only)
     jobs = [(nb, name, extra) for nb in notebooks for name, extra in notebook_runs(nb)]
     show_cells = progress if progress is not None else sys.stderr.isatty()
     runs: list[NotebookRun] = []
@@ -98,18 +107,19 @@ def run_study(
         print(f"[{number}/{len(jobs)}] {notebook.name} -> {output}", flush=True)
         started = time.monotonic()
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters={
-                    "profile": str(profile_path),
-                    "overrides": dict(overrides or {}),
-                    **extra,
-                },
-                kernel_name=kernel_name,
-                cwd=str(notebook.parent),
-                progress_bar=show_cells,
-            )
+            with _headless_kernels():
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters={
+                        "profile": str(profile_path),
+                        "overrides": dict(overrides or {}),
+                        **extra,
+                    },
+                    kernel_name=kernel_name,
+                    cwd=str(notebook.parent),
+                    progress_bar=show_cells,
+                )
         except PapermillExecutionError as exc:
             runs.append(
                 NotebookRun(notebook.name, str(output), time.monotonic() - started, "failed")
@@ -132,6 +142,21 @@ def run_study(
         print(f"      ok in {seconds:.1f} s", flush=True)
     _write_summary(params.run_dir, profile_path, runs)
     return runs
+
+
+@contextmanager
+def _headless_kernels() -> Iterator[None]:
+    """Kernels started here inherit MLIMAGES_HEADLESS=1: their progress bars are text, off
+    unless asked (mlimages.progress); nobody watches a widget under papermill."""
+    previous = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = previous
 
 
 def _write_summary(run_dir: Path, profile_path: Path, runs: list[NotebookRun]) -> None:

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mlimages import horovod_backend
 from mlimages.atomic import dumps_json, write_json_atomic
 from mlimages.distributed import WorkerInfo, cluster_from_environment
-from mlimages.progress import quiet
+from mlimages.progress import quiet, tqdm
 
 LossKind = Literal["multilabel", "softmax"]
 MODEL_FILE = "model.keras"  # a finished run's model: what evaluation, tagging and fine-tuning load

@@ -98,3 +98,36 @@ def test_a_repeated_notebook_runs_once_per_value_into_its_own_copy(
         executed = nbformat.read(runs / "smoke" / "notebooks" / f"05_repeat-ckpt{ckpt}.ipynb", 4)
         assert executed.cells[-1].outputs[0]["text"] == f"ckpt {ckpt}\n"
     assert not (runs / "smoke" / "notebooks" / "05_repeat.ipynb").exists()
+
+
+def test_executed_notebooks_open_clean(tmp_path: Path) -> None:
+    """Notebooks 01-02 of the smoke study: no warning under any cell (tqdm's "IProgress not
+    found" was one), and notebook 02's download bars (progress = True) are text on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLIMAGES_RUNS": str(tmp_path / "runs")}
+    env.pop("MLIMAGES_HEADLESS", None)  # `mlimages study` sets it for its kernels itself
+    mlimages = Path(sys.executable).parent / "mlimages"
+    done = subprocess.run(
+        [str(mlimages), "study", "--params", "smoke", "--only", "01", "02"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = sorted((tmp_path / "runs" / "smoke" / "notebooks").glob("*.ipynb"))
+    assert [p.name[:2] for p in executed] == ["01", "02"]
+    stdout = ""
+    for path in executed:
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for output in cell.get("outputs", []):
+                if output["output_type"] != "stream":
+                    continue
+                assert not (output["name"] == "stderr" and "Warning" in output["text"]), (
+                    f"{path.name}, cell {index}: {output['text'][:300]}"
+                )
+                stdout += output["text"] if output["name"] == "stdout" else ""
+    assert "train: 100%" in stdout, "the download's progress bar, as text"
