@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= default
 KERNEL := mlimages
 
-.PHONY: study test test-slow horovod-env test-horovod lint lab bench gpu clean
+.PHONY: study test regress regress-update test-slow horovod-env test-horovod lint lab bench gpu clean
 
 $(STAMP): pyproject.toml setup.py mlimages/_labelscan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check mlimages tests benchmarks notebooks
 	$(BIN)/ruff format --check mlimages tests benchmarks
 
-test: $(STAMP) lint  ## unit tests, then every notebook on the smoke profile through nbval
+test: $(STAMP) lint  ## unit tests, then the notebooks' regression copies (smoke profile) through nbval
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=900
-	MLIMAGES_PROFILE=smoke MLIMAGES_HEADLESS=1 $(BIN)/python -m pytest -q --nbval-lax --timeout=900 -p no:cacheprovider notebooks/
+	$(MAKE) regress
+
+# The notebooks' regression copies (tests/notebooks/, executed on the smoke profile): run again
+# and compared through the sanitiser, in the environment tests/notebook_regression.py sets.
+regress: $(STAMP)  ## re-execute tests/notebooks/ and compare every output a reader sees
+	$(BIN)/python tests/notebook_regression.py check
+
+regress-update: $(STAMP)  ## after an intended change: execute the notebooks into tests/notebooks/
+	$(BIN)/python tests/notebook_regression.py update
 
 test-slow: $(STAMP)  ## the slow tests: e.g. two whole smoke studies give identical tables
 	$(BIN)/python -m pytest -q -m slow --timeout=3600
