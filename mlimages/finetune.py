@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from mlimages import fingerprint
 from mlimages.atomic import write_json_atomic, write_text_atomic
 from mlimages.launch import follow as follow_run
 from mlimages.launch import start, verb_command
@@ -35,6 +36,7 @@ RESULT_COLUMNS = (
     "ckpt", "setting", "seed", "model", "img_size", "top1", "top5", "train_top1",
     "param_count", "train_sizes", "steps",
 )  # fmt: skip
+_PREVIEW_ONLY = {"preview_images", "throughput_images"}  # notebook 03's, not training's
 FROZEN_PREFIXES = ("init.", "stages_0_", "stages_1_")  # the authors' FixBlock2 trains the rest
 
 
@@ -367,6 +369,31 @@ def _finished(out: Path, steps: int) -> bool:
     return json.loads(metrics.read_text()).get("steps", 0) >= steps
 
 
+# Fine-tuning settings that change no weight: a run that differs only in them is kept.
+_NOT_IN_THE_WEIGHTS = {
+    "ckpt", "checkpoints", "seeds", "checkpoint_every", "log_every", "eval_every", "eval_batch",
+    "progress",
+}  # fmt: skip
+
+
+def run_values(params: Params, ckpt: int, seed: int) -> dict[str, Any]:
+    """What one seed's fine-tuned weights depend on (its `fingerprint.json`): the model, the
+    recipe, the setting, the augmentation, the seed, the target records and where the
+    pretrained weights came from."""
+    from mlimages import records
+
+    chosen = setting(params, ckpt)
+    return {
+        "model": params.model.model_dump(mode="json"),
+        "finetune": params.finetune.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
+        "setting": chosen.model_dump(mode="json"),
+        "pipeline": params.pipeline.model_dump(mode="json", exclude=_PREVIEW_ONLY),
+        "seed": seed,
+        "records": records.split_index(params, "target_train").fingerprint,
+        "init": fingerprint.file_digest(init_source(params)) if chosen.pretrained else None,
+    }
+
+
 def run_seed(
     params: Params, ckpt: int, seed: int, strategy, arrays, train_arrays=None
 ) -> list[dict[str, Any]]:
@@ -379,6 +406,7 @@ def run_seed(
 
     f = params.finetune
     out = seed_dir(params, ckpt, seed)
+    fingerprint.prepare(out, run_values(params, ckpt, seed), f"finetune ckpt {ckpt} seed {seed}")
     if not _finished(out, f.steps):
         configure_determinism(seed)
         run(task_for(params, ckpt, seed, arrays, train_arrays), strategy)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from mlimages import fingerprint
 from mlimages.launch import follow as follow_run
 from mlimages.launch import start, verb_command
 from mlimages.params import Params
@@ -102,13 +103,62 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
     )
 
 
+# Pretraining settings that change no weight: a run that differs only in them is kept. The
+# step count is one: the schedule is in steps, so a longer run resumes a shorter one (and a
+# run already beyond the steps asked for starts afresh, `run_pretrain_stage`).
+_NOT_IN_THE_WEIGHTS = {
+    "steps", "checkpoint_every", "log_every", "eval_every", "eval_images", "progress",
+    "max_seconds",
+}  # fmt: skip
+
+
+def _latest_checkpoint_step(out: Path) -> int:
+    """The step of the newest checkpoint in `out/ckpt` (0 when there is none)."""
+    steps = [int(p.stem.split("-")[1]) for p in (out / "ckpt").glob("ckpt-*.index")]
+    return max(steps, default=0)
+
+
+def run_values(params: Params) -> dict[str, Any]:
+    """What the pretrained weights depend on (the run's `fingerprint.json`)."""
+    from mlimages import records
+
+    return {
+        "model": params.model.model_dump(mode="json"),
+        "loss": params.loss.model_dump(mode="json"),
+        "schedule": params.schedule.model_dump(mode="json"),
+        "pretrain": params.pretrain.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
+        "pipeline": params.pipeline.model_dump(
+            mode="json", exclude={"preview_images", "throughput_images"}
+        ),
+        "seed": params.seed,
+        "records": records.split_index(params, "train").fingerprint,
+    }
+
+
+def _horovod_rank() -> int:
+    """This process's Horovod rank from horovodrun's environment (0 when not set)."""
+    import os
+
+    from mlimages.horovod_backend import RANK_ENV
+
+    return int(os.environ.get(RANK_ENV, "0"))
+
+
 def run_pretrain_stage(params: Params, out: Path | None = None) -> dict[str, Any]:
     """Train in this process (one worker of a cluster, or alone)."""
-    from mlimages.distributed import make_strategy
+    from mlimages.distributed import cluster_from_environment, make_strategy
     from mlimages.train import configure_determinism, run
 
     out = out or params.stage_dir(STAGE)
     params.write(out / "params.yaml")
+    worker = cluster_from_environment()
+    if worker.is_chief and (params.pretrain.backend != "horovod" or _horovod_rank() == 0):
+        # One process decides whether the folder's run is this one (workers share it).
+        fingerprint.prepare(out, run_values(params), "pretrain")
+        beyond = _latest_checkpoint_step(out)
+        if beyond > params.pretrain.steps:  # the schedule is in steps: longer runs only resume
+            fingerprint.clear(out, "pretrain", f"its checkpoint is at step {beyond}, beyond "
+                              f"pretrain.steps = {params.pretrain.steps}")  # fmt: skip
     configure_determinism(params.seed)
     if params.pretrain.backend == "horovod":
         from mlimages import horovod_backend

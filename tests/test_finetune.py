@@ -227,3 +227,26 @@ def test_random_feature_probe_gets_target_bn_statistics_and_trains_only_the_head
     after = _tf1_weights(out / "model.keras")
     moving = [v for k, v in after.items() if k.endswith("moving_mean")]
     assert moving and all(np.abs(m).max() > 0 for m in moving)  # not the 0 of a fresh network
+
+
+def test_a_rerun_with_another_learning_rate_trains_again(
+    smoke_runs: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first = load_params("smoke", FAST)
+    finetune.run_finetune_stage(first, 2)
+    out = finetune.seed_dir(first, 2, 0)
+    trained = (out / "model.keras").stat().st_mtime_ns
+    finetune.run_finetune_stage(first, 2)  # same values: the finished run is kept
+    assert (out / "model.keras").stat().st_mtime_ns == trained
+    changed = load_params("smoke", {**FAST, "finetune.lr": 0.01})
+    finetune.run_finetune_stage(changed, 2)
+    assert "finetune.lr: 0.1 -> 0.01" in capsys.readouterr().err
+    assert (out / "model.keras").stat().st_mtime_ns != trained
+    assert json.loads((out / "fingerprint.json").read_text())["finetune.lr"] == 0.01
+    assert yaml_lr(finetune.ckpt_dir(changed, 2) / "params.yaml") == 0.01
+
+
+def yaml_lr(path: Path) -> float:
+    import yaml
+
+    return yaml.safe_load(path.read_text())["finetune"]["lr"]
