@@ -36,7 +36,6 @@ RESULT_COLUMNS = (
     "ckpt", "setting", "seed", "model", "img_size", "top1", "top5", "train_top1",
     "param_count", "train_sizes", "steps",
 )  # fmt: skip
-_PREVIEW_ONLY = {"preview_images", "throughput_images"}  # notebook 03's, not training's
 FROZEN_PREFIXES = ("init.", "stages_0_", "stages_1_")  # the authors' FixBlock2 trains the rest
 
 
@@ -273,15 +272,18 @@ def task_for(
         initialize = _initializer(source, out)
     schedule = size_schedule(params, ckpt)
 
-    def training_batches(size: int, count: int):
-        """`count` fixed batches of the training input at `size` (their own seed), images only."""
-        batches = pipeline.train_dataset(
+    def training_input(size: int, input_seed: int, ctx=None):
+        """The profile's fine-tuning input at `size`: batches of (images, labels)."""
+        return pipeline.train_dataset(
             train_index, size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
-            seed=seed + 7919, shuffle_buffer=params.pipeline.shuffle_buffer,
+            seed=input_seed, input_context=ctx, shuffle_buffer=params.pipeline.shuffle_buffer,
             cycle_length=params.pipeline.cycle_length,
             **pipeline.augmentation(params.pipeline, pipeline.FINETUNE),
-        ).take(count)  # fmt: skip
-        return (images for images, _ in batches)
+        )  # fmt: skip
+
+    def training_batches(size: int, count: int):
+        """`count` fixed batches of the training input at `size` (their own seed), images only."""
+        return (images for images, _ in training_input(size, seed + 7919).take(count))
 
     if chosen.linear_probe and not chosen.pretrained:
 
@@ -303,13 +305,7 @@ def task_for(
         for first, end, size in schedule:
             if end <= start_step:
                 continue
-            part = pipeline.train_dataset(
-                train_index, size, f.global_batch, num_classes, mode=pipeline.FINETUNE,
-                seed=seed + start_step + first, input_context=ctx,
-                shuffle_buffer=params.pipeline.shuffle_buffer,
-                cycle_length=params.pipeline.cycle_length,
-                **pipeline.augmentation(params.pipeline, pipeline.FINETUNE),
-            )  # fmt: skip
+            part = training_input(size, seed + start_step + first, ctx)
             parts.append(part.take(end - max(first, start_step)) if end < f.steps else part)
         dataset = parts[0]
         for part in parts[1:]:
@@ -387,7 +383,7 @@ def run_values(params: Params, ckpt: int, seed: int) -> dict[str, Any]:
         "model": params.model.model_dump(mode="json"),
         "finetune": params.finetune.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
         "setting": chosen.model_dump(mode="json"),
-        "pipeline": params.pipeline.model_dump(mode="json", exclude=_PREVIEW_ONLY),
+        "pipeline": params.pipeline.model_dump(mode="json", exclude=fingerprint.DISPLAY_ONLY),
         "seed": seed,
         "records": records.split_index(params, "target_train").fingerprint,
         "init": fingerprint.file_digest(init_source(params)) if chosen.pretrained else None,

@@ -21,6 +21,7 @@ from typing import Any
 from mlimages.atomic import dumps_json, write_text_atomic
 
 FILE = "fingerprint.json"
+DISPLAY_ONLY = {"preview_images", "throughput_images"}  # pipeline keys notebook 03 alone reads
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -127,9 +127,7 @@ def run_values(params: Params) -> dict[str, Any]:
         "loss": params.loss.model_dump(mode="json"),
         "schedule": params.schedule.model_dump(mode="json"),
         "pretrain": params.pretrain.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
-        "pipeline": params.pipeline.model_dump(
-            mode="json", exclude={"preview_images", "throughput_images"}
-        ),
+        "pipeline": params.pipeline.model_dump(mode="json", exclude=fingerprint.DISPLAY_ONLY),
         "seed": params.seed,
         "records": records.split_index(params, "train").fingerprint,
     }

@@ -30,6 +30,7 @@ import pandas as pd
 
 from mlimages import paper, plan, verdicts
 from mlimages.atomic import write_json_atomic, write_text_atomic
+from mlimages.fingerprint import flatten
 from mlimages.params import Params, find_profile, load_params
 
 STAGE = "report"
@@ -339,8 +340,8 @@ _NOT_METHOD_LEAVES = ("progress", "checkpoint_every", "log_every", "eval_every",
 
 def parameter_differences(params: Params) -> pd.DataFrame:
     """Every method parameter whose value differs from the `paper` profile's (the authors')."""
-    reference = _flatten(load_params(find_profile("paper")).model_dump(mode="json"))
-    ours = _flatten(params.model_dump(mode="json"))
+    reference = flatten(load_params(find_profile("paper")).model_dump(mode="json"))
+    ours = flatten(params.model_dump(mode="json"))
     rows = [
         {"key": key, "paper": _text(reference.get(key)), "ours": _text(value)}
         for key, value in ours.items()
@@ -349,16 +350,6 @@ def parameter_differences(params: Params) -> pd.DataFrame:
         and key.rsplit(".", 1)[-1] not in _NOT_METHOD_LEAVES
     ]
     return pd.DataFrame(rows, columns=["key", "paper", "ours"])
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _text(value: Any) -> str:
@@ -476,7 +467,7 @@ def _differs(paper_text: str, ours_text: str) -> bool:
 
 def _bn_momentum(params: Params) -> str:
     """The profile's BN momentum where a section sets one, else mlimages.model's (the paper's)."""
-    flat = _flatten(params.model_dump(mode="json"))
+    flat = flatten(params.model_dump(mode="json"))
     keys = [k for k in flat if "bn" in k and "momentum" in k]
     if keys:
         return ", ".join(f"{flat[k]} ({k})" for k in keys)
