@@ -220,9 +220,9 @@ HARDWARE = (
     "random-feature probe's) comes from float32 kernels whose order of summation differs by "
     "CPU and TensorFlow build, so a single seed's top-1 can move by several points on another "
     "machine (measured: up to 10.7 for ckpt 1 under TensorFlow's other CPU kernels; README, "
-    "'Which figures move with the machine'), while chance, the class-prior ranking, the dataset statistics and the paper's "
-    "figures do not; a verdict is only to be trusted when its interval clears zero by more "
-    "than that."
+    "'Which figures move with the machine'), while chance, the class-prior ranking, the "
+    "dataset statistics and the paper's figures do not; a verdict is only to be trusted when "
+    "its interval clears zero by more than that."
 )
 
 
