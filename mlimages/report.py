@@ -454,7 +454,10 @@ def deviations(params: Params, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scaled(lr: float, batch: int, reference: int | None) -> str:
-    return f"{lr * batch / reference:g}" if reference else f"{lr:g}, not scaled"
+    """The rate at `batch` by the linear scaling rule (`recipe.lr_scale`)."""
+    from mlimages.recipe import lr_scale
+
+    return f"{lr * lr_scale(batch, reference):g}" if reference else f"{lr:g}, not scaled"
 
 
 def _fractions(values: list[float]) -> str:
