@@ -144,6 +144,29 @@ def cmd_explore(args: argparse.Namespace) -> None:
     _emit(json.loads((out / "metrics.json").read_text()), args.json)
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    import contextlib
+    import sys
+
+    from mlimages.params import parse_override
+    from mlimages.sweep import parse_grid, run_sweep
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    # With --json, stdout holds the JSON alone: the runner's progress lines go to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        table, out = run_sweep(
+            args.params, parse_grid(args.grid), args.notebooks, overrides, args.seeds,
+            args.ckpts, args.name, args.kernel,
+        )  # fmt: skip
+    rows = table.astype(object).where(table.notna(), None).to_dict("records")
+    _emit(
+        {"table": str(out), "points": int(table["point"].nunique()), "rows": rows},
+        args.json,
+        lambda r: f"{table.to_string(index=False)}\n{r['points']} points; table: {r['table']}",
+    )
+
+
 def cmd_study(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -604,6 +627,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", help="Jupyter kernel (default: the notebook's, 'mlimages')")
     _json_arg(p)
     p.set_defaults(func=cmd_study)
+
+    p = verbs.add_parser(
+        "sweep", help="the study's notebooks at every point of a grid, upstream stages reused"
+    )
+    _profile_args(p)
+    p.add_argument(
+        "--grid", action="append", required=True, metavar="KEY=V1,V2",
+        help="one axis of the grid (repeatable); values read as YAML, e.g. finetune.lr=0.1,0.05",
+    )  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds (finetune.seeds)")
+    p.add_argument("--ckpts", type=int, nargs="+", help="notebook 05's checkpoints (default: all)")
+    p.add_argument(
+        "--notebooks", nargs="+", default=["05"], metavar="PREFIX",
+        help="notebooks after the upstream ones (default: 05); 01-04 run only where not reused",
+    )  # fmt: skip
+    p.add_argument("--name", help="the sweep's folder under <run>/sweeps/ (default: its keys)")
+    p.add_argument("--kernel", help="Jupyter kernel (default: the notebook's, 'mlimages')")
+    _json_arg(p)
+    p.set_defaults(func=cmd_sweep)
 
     model = verbs.add_parser("model", help="the paper's ResNet and the authors' checkpoints")
     model_verbs = model.add_subparsers(dest="action", required=True)

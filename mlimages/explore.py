@@ -298,7 +298,7 @@ def plot_training_grid(data: ExploreData, n: int = 12, columns: int = 6):
         ax.axis("off")
     for i, ax in zip(range(min(n, len(data.labels))), axes.ravel(), strict=False):
         key = data.labels.key(i)
-        with Image.open(Path(key.removeprefix("file://"))) as image:
+        with Image.open(_local_path(key)) as image:
             ax.imshow(image.convert("RGB"))
         indices = data.labels.labels(i)[0]
         names = [data.taxonomy.names[c].split(",")[0][:22] for c in indices if is_leaf[c]]
@@ -333,3 +333,11 @@ def _class_label(taxonomy: Taxonomy | None, index: int) -> str:
     if taxonomy is None:
         return str(index)
     return f"{index} {taxonomy.names[index].split(',')[0]}"
+
+
+def _local_path(key: str) -> Path:
+    """A `file://` URL's path, percent-escapes decoded (a folder named `a=b` is `a%3Db`)."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    return Path(url2pathname(urlparse(key).path)) if key.startswith("file://") else Path(key)

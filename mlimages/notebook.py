@@ -42,13 +42,20 @@ def stage_params(
             f"notebook parameter {unknown[0]!r} is not taken by the {stage!r} notebook; "
             f"expected one of: {', '.join(expected)}"
         )
-    if PROFILE_ENV in os.environ and "profile" not in _injected_names():
-        profile = os.environ[PROFILE_ENV]  # nbval cannot pass parameters; this is its way in
+    profile = profile_in_use(profile)
     merged = dict(overrides or {})
     merged.update({accepted[k]: v for k, v in parameters.items() if v is not None})
     params = load_params(profile, merged)
     params.write(params.stage_dir(stage) / "params.yaml")
     return params
+
+
+def profile_in_use(profile: str) -> str:
+    """The notebook's profile, or MLIMAGES_PROFILE's when papermill injected none: nbval
+    cannot pass parameters, and this is its way in."""
+    if PROFILE_ENV in os.environ and "profile" not in _injected_names():
+        return os.environ[PROFILE_ENV]
+    return profile
 
 
 def _injected_names() -> list[str]:

@@ -416,12 +416,63 @@ class EvaluateParams(StrictModel):
     progress: bool | None = None
 
 
+class LossVariant(StrictModel):
+    """One arm of the loss ablation: a name for tables and the overrides that make it."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="short name: lower case, digits, _")
+    overrides: dict[str, Any] = Field({}, description="dotted parameters, e.g. loss.kind: asl")
+
+
+DEFAULT_LOSS_VARIANTS = (
+    LossVariant(name="paper"),
+    LossVariant(name="sigmoid", overrides={"loss.kind": "sigmoid"}),
+    LossVariant(name="weighted", overrides={"loss.kind": "weighted"}),
+    LossVariant(name="asl", overrides={"loss.kind": "asl"}),
+    LossVariant(name="paper_2_workers", overrides={"pretrain.workers": 2}),
+    LossVariant(
+        name="per_worker_counters", overrides={"loss.counters": "replica", "pretrain.workers": 2}
+    ),
+)
+
+
+class ExperimentsParams(StrictModel):
+    """Experiments beyond the paper (notebook 08, `make experiments`, mlimages.experiments):
+    the loss ablation, the data-efficiency curve and the novel classes, each a sweep of the
+    study's own notebooks (mlimages.sweep)."""
+
+    losses: list[LossVariant] = Field(list(DEFAULT_LOSS_VARIANTS), min_length=2)
+    loss_seeds: list[int] = Field([0, 1, 2], min_length=1, description="pretraining seeds")
+    loss_overrides: dict[str, Any] = Field(
+        {}, description="dotted parameters every ablation run gets (e.g. a shorter pretraining)"
+    )
+    transfer_ckpt: int = Field(2, ge=1, description="the fine-tuning that measures transfer")
+    k_values: list[int] = Field(
+        [1, 2, 4, 8, 16], min_length=1, description="training images a class (BiT's K)"
+    )
+    k_ckpts: list[int] = Field([1, 2, 5], min_length=1)
+    novel_ckpts: list[int] = Field([1, 2, 5], min_length=1)
+    seeds: list[int] = Field(
+        [0, 1, 2], min_length=1, description="fine-tuning seeds of the K and novel experiments"
+    )
+
+    @field_validator("losses")
+    @classmethod
+    def _unique_names(cls, value: list[LossVariant]) -> list[LossVariant]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"loss variant names {names}; expected each once")
+        return value
+
+
 class Params(StrictModel):
     """One profile, resolved."""
 
     profile: str
     seed: int = 0
     runs_dir: str = "runs"
+    run_name: str | None = Field(
+        None, description="the run folder under runs_dir; None: the profile's name (sweeps set it)"
+    )
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
     explore: ExploreParams = ExploreParams()
@@ -437,6 +488,7 @@ class Params(StrictModel):
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
     plan: PlanParams = PlanParams()
+    experiments: ExperimentsParams = ExperimentsParams()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -487,7 +539,7 @@ class Params(StrictModel):
     @property
     def run_dir(self) -> Path:
         base = os.environ.get(RUNS_DIR_ENV) or self.runs_dir
-        return self.resolve_path(base) / self.profile
+        return self.resolve_path(base) / (self.run_name or self.profile)
 
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / stage

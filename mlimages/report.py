@@ -758,16 +758,19 @@ def readme_section(out: Path, params: Params) -> str:
     )
 
 
-def update_readme(readme: Path, section: str) -> Path:
-    """Replace the text between the results markers; an error names the file if they are missing."""
+def update_readme(
+    readme: Path, section: str, start_marker: str = README_START, end_marker: str = README_END
+) -> Path:
+    """Replace the text between two markers (the results section's by default); an error
+    names the file if they are missing."""
     text = readme.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
         raise ValueError(
-            f"{readme}: expected the markers {README_START} and {README_END} (in that order) "
-            "around the results section"
+            f"{readme}: expected the markers {start_marker} and {end_marker} (in that order) "
+            "around the section they enclose"
         )
-    new = text[: start + len(README_START)] + "\n" + section.rstrip() + "\n" + text[end:]
+    new = text[: start + len(start_marker)] + "\n" + section.rstrip() + "\n" + text[end:]
     return write_text_atomic(readme, new)
 
 

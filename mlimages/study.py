@@ -28,6 +28,7 @@ from mlimages.progress import HEADLESS_ENV
 KERNEL_NAME = "mlimages"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 REPEAT_KEY = "mlimages"  # notebook metadata: {"mlimages": {"repeat": {"ckpt": [1, 2]}}}
+ON_REQUEST = "on_request"  # {"mlimages": {"on_request": true}}: run only when `only` names it
 
 
 class StudyError(RuntimeError):
@@ -47,24 +48,45 @@ def default_notebooks_dir() -> Path:
 
 
 def study_notebooks(directory: Path, only: list[str] | None = None) -> list[Path]:
-    """Numbered notebooks in order; `only` keeps those whose name starts with one of its items."""
+    """Numbered notebooks in order; `only` keeps those whose name starts with one of its items.
+    Without `only`, notebooks marked on request (the experiments, which take far longer than
+    the study) are left out."""
     notebooks = sorted(directory.glob(NOTEBOOK_GLOB))
     if only:
         notebooks = [nb for nb in notebooks if nb.name.startswith(tuple(only))]
+    else:
+        notebooks = [nb for nb in notebooks if not _metadata(nb).get(ON_REQUEST, False)]
     if not notebooks:
         raise StudyError(f"no notebooks matching {NOTEBOOK_GLOB} (only={only}) in {directory}")
     return notebooks
 
 
-def notebook_runs(notebook: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(executed copy's name, extra parameters) for each run of a notebook: one plain run, or
-    one per value of its `metadata.mlimages.repeat` (e.g. notebook 05 once per checkpoint,
-    into `05_finetune-ckpt3.ipynb`)."""
+def _metadata(notebook: Path) -> dict[str, Any]:
+    """The notebook's `metadata.mlimages` mapping (empty when it has none)."""
     try:
         metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
     except json.JSONDecodeError as exc:
         raise StudyError(f"{notebook}: not a JSON notebook ({exc})") from None
-    repeat = metadata.get(REPEAT_KEY, {}).get("repeat")
+    return metadata.get(REPEAT_KEY, {})
+
+
+def notebook_runs(
+    notebook: Path, repeat: dict[str, list[Any]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(executed copy's name, extra parameters) for each run of a notebook: one plain run, or
+    one per value of its `metadata.mlimages.repeat` (e.g. notebook 05 once per checkpoint,
+    into `05_finetune-ckpt3.ipynb`). `repeat` replaces the lists of the parameters it names
+    (a sweep that needs checkpoint 2 only); a name the notebook does not repeat is refused."""
+    declared = _metadata(notebook).get("repeat")
+    if repeat:
+        unknown = sorted(set(repeat) - set(declared or {}))
+        if unknown:
+            raise StudyError(
+                f"{notebook.name}: repeat {unknown} not among its repeated parameters "
+                f"{sorted(declared or {})}"
+            )
+        declared = {**declared, **repeat}
+    repeat = declared
     if not repeat:
         return [(notebook.name, {})]
     if not isinstance(repeat, dict) or not all(isinstance(v, list) and v for v in repeat.values()):
@@ -87,7 +109,10 @@ def run_study(
     only: list[str] | None = None,
     kernel_name: str | None = None,
     progress: bool | None = None,
+    repeat: dict[str, dict[str, list[Any]]] | None = None,
 ) -> list[NotebookRun]:
+    """Execute the notebooks in order into `<run folder>/notebooks/`; `repeat` maps a notebook
+    name's prefix (e.g. "05") to the repeated parameters' values to run instead of its own."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -99,7 +124,11 @@ def run_study(
     out_dir = params.run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     params.write(params.run_dir / "params.yaml")
-    jobs = [(nb, name, extra) for nb in notebooks for name, extra in notebook_runs(nb)]
+    jobs = [
+        (nb, name, extra)
+        for nb in notebooks
+        for name, extra in notebook_runs(nb, _repeat_for(nb, repeat))
+    ]
     show_cells = progress if progress is not None else sys.stderr.isatty()
     runs: list[NotebookRun] = []
     for number, (notebook, name, extra) in enumerate(jobs, start=1):
@@ -142,6 +171,15 @@ def run_study(
         print(f"      ok in {seconds:.1f} s", flush=True)
     _write_summary(params.run_dir, profile_path, runs)
     return runs
+
+
+def _repeat_for(
+    notebook: Path, repeat: dict[str, dict[str, list[Any]]] | None
+) -> dict[str, list[Any]] | None:
+    for prefix, values in (repeat or {}).items():
+        if notebook.name.startswith(prefix):
+            return values
+    return None
 
 
 @contextmanager

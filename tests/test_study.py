@@ -131,3 +131,30 @@ def test_executed_notebooks_open_clean(tmp_path: Path) -> None:
                 )
                 stdout += output["text"] if output["name"] == "stdout" else ""
     assert "train: 100%" in stdout, "the download's progress bar, as text"
+
+
+def test_repeat_replaces_a_notebooks_values_and_refuses_unknown_names(tmp_path: Path) -> None:
+    """A sweep runs notebook 05 for the checkpoints it needs only."""
+    from mlimages.study import notebook_runs
+
+    path = _notebook(tmp_path / "05_repeat.ipynb", "pass")
+    nb = nbformat.read(path, 4)
+    nb.metadata["mlimages"] = {"repeat": {"ckpt": [1, 2, 3]}}
+    nbformat.write(nb, path)
+    assert [extra for _, extra in notebook_runs(path, {"ckpt": [2]})] == [{"ckpt": 2}]
+    assert len(notebook_runs(path)) == 3
+    with pytest.raises(StudyError, match=r"repeat \['seed'\] not among"):
+        notebook_runs(path, {"seed": [0]})
+
+
+def test_notebooks_on_request_run_only_when_named(tmp_path: Path) -> None:
+    """The experiments notebook is not part of the study unless `only` names it."""
+    _notebook(tmp_path / "01_first.ipynb", "pass")
+    path = _notebook(tmp_path / "08_later.ipynb", "pass")
+    nb = nbformat.read(path, 4)
+    nb.metadata["mlimages"] = {"on_request": True}
+    nbformat.write(nb, path)
+    assert [p.name for p in study_notebooks(tmp_path)] == ["01_first.ipynb"]
+    assert [p.name for p in study_notebooks(tmp_path, only=["08"])] == ["08_later.ipynb"]
+    repository = Path(__file__).parent.parent / "notebooks"
+    assert "08_experiments.ipynb" not in [p.name for p in study_notebooks(repository)]
