@@ -268,7 +268,8 @@ def _point_record(run: PointRun) -> dict[str, Any]:
 
 def results_table(runs: list[PointRun]) -> pd.DataFrame:
     """A row per point, checkpoint, seed and evaluation size: the point's values as columns
-    (one per overridden key), then the fine-tuning figures (`finetune/ckpt*/results.csv`)."""
+    (one per overridden key; `point_seed` for the profile's seed, which the fine-tuning's
+    `seed` column would shadow), then the fine-tuning figures (`finetune/ckpt*/results.csv`)."""
     keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
     frames = []
     for run in runs:
@@ -279,7 +280,8 @@ def results_table(runs: list[PointRun]) -> pd.DataFrame:
         found = found.reindex(columns=list(TABLE_COLUMNS[1:]))
         for key in reversed(keys):
             value = run.overrides.get(key)
-            found.insert(0, key, json.dumps(value) if isinstance(value, list | dict) else value)
+            column = f"point_{key}" if key in TABLE_COLUMNS else key  # e.g. the profile's seed
+            found.insert(0, column, json.dumps(value) if isinstance(value, list | dict) else value)
         found.insert(0, "point", run.name)
         frames.append(found)
     return pd.concat(frames, ignore_index=True)

@@ -110,9 +110,9 @@ def test_the_table_has_a_row_per_point_checkpoint_seed_and_size(tmp_path: Path) 
     )
     runs = [
         sweep.PointRun("lr-0.1", {"finetune.lr": 0.1}, tmp_path / "a"),
-        sweep.PointRun("lr-0.2", {"finetune.lr": 0.2, "finetune.decay_at": [0.5]}, tmp_path / "b"),
+        sweep.PointRun("lr-0.2", {"finetune.decay_at": [0.5], "seed": 1}, tmp_path / "b"),
     ]
     table = sweep.results_table(runs)
-    assert list(table.columns[:3]) == ["point", "finetune.lr", "finetune.decay_at"]
+    assert list(table.columns[:4]) == ["point", "finetune.lr", "finetune.decay_at", "point_seed"]
     assert len(table) == 3 and table["top1"].iloc[0] == 50.0
     assert table["top1"].isna().iloc[2] and table["finetune.decay_at"].iloc[2] == json.dumps([0.5])
