@@ -249,16 +249,20 @@ def paper_gain() -> float:
 # --- novel classes ------------------------------------------------------------------------------
 
 
+def novel_point(params: Params) -> dict[str, Any]:
+    """A pretraining that never sees the novel leaves, fine-tuned on them."""
+    return {
+        **_pins(params), "pretrain.hold_out_novel": True, "finetune.task": "novel",
+        "finetune.seeds": params.experiments.seeds,
+    }  # fmt: skip
+
+
 def run_novel_classes(profile: str, overrides: dict[str, Any] | None = None) -> pd.DataFrame:
     """Pretrain without the novel leaves, then fine-tune `novel_ckpts` on the novel task."""
     params = load_params(profile, overrides)
     e = params.experiments
-    point = {
-        **_pins(params), "pretrain.hold_out_novel": True, "finetune.task": "novel",
-        "finetune.seeds": e.seeds,
-    }  # fmt: skip
     (run,) = sweep.run_points(
-        profile, {"novel": point}, "novel_classes", ["05"], overrides,
+        profile, {"novel": novel_point(params)}, "novel_classes", ["05"], overrides,
         {"05": {"ckpt": e.novel_ckpts}},
     )  # fmt: skip
     frames = [_base_rows(run.run_dir, c, params.finetune.base_size) for c in e.novel_ckpts]

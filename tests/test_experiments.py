@@ -151,3 +151,17 @@ def test_saving_and_publishing_write_the_tables_and_the_readme_section(
     text = readme.read_text()
     assert "old" not in text and "**Loss ablation**" in text and text.endswith("end\n")
     assert not list((tmp_path / "results" / "experiments").glob(".*"))  # nothing half-written
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke"])
+def test_every_point_of_a_profiles_experiments_resolves(profile: str) -> None:
+    """A mistyped key in an arm or in loss_overrides stops the profile's test, not hour one."""
+    params = load_params(profile)
+    points = {
+        **experiments.loss_points(params),
+        **experiments.efficiency_points(params),
+        "novel": experiments.novel_point(params),
+    }
+    for name, overrides in points.items():
+        point = load_params(profile, overrides)
+        assert point.finetune.seeds, name
