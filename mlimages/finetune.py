@@ -10,9 +10,9 @@ in the `dataset_fn`, which is built from the step a run starts at, so a resumed 
 continues its schedule where it stopped. `finetune.task` picks the single-label task (the
 target's, or the miniature's novel classes) and `finetune.examples_per_class` trains on K
 images a class of it (the data-efficiency runs); evaluation is always on the task's whole
-validation split. Results follow the contract that notebooks 06 and
-07 read: `finetune/ckpt<N>/seed<S>/` is a training run folder, `finetune/ckpt<N>/results.csv`
-has one row per (seed, evaluation size), `finetune/ckpt<N>/metrics.json` the summary.
+validation split. Results follow the contract that notebooks 06 and 07 read:
+`finetune/ckpt<N>/seed<S>/` is a training run folder, `finetune/ckpt<N>/results.csv` has one
+row per (seed, evaluation size), `finetune/ckpt<N>/metrics.json` the summary.
 
 Nothing here imports TensorFlow at module level: notebook 05 plots and tabulates in its
 kernel while the training runs in a `mlimages finetune` subprocess.
@@ -24,7 +24,7 @@ import json
 import math
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlimages import fingerprint
 from mlimages.atomic import write_json_atomic, write_text_atomic
@@ -32,6 +32,9 @@ from mlimages.launch import follow as follow_run
 from mlimages.launch import start, verb_command
 from mlimages.paper import PAPER_SIZES, paper_accuracy
 from mlimages.params import CheckpointSetting, Params
+
+if TYPE_CHECKING:
+    from mlimages.records import SplitIndex
 
 STAGE = "finetune"
 SUBSETS = "subsets"  # finetune/subsets/<split>-k<K>/: the K-examples-a-class training splits
@@ -171,7 +174,7 @@ def _initializer(source: Path, out: Path):
 # --- the training task -----------------------------------------------------------------------
 
 
-def training_index(params: Params):
+def training_index(params: Params) -> SplitIndex:
     """The records fine-tuning trains on: the task's training split, or with
     `finetune.examples_per_class` = K its first K images a class (`records.class_subset`,
     written once into `finetune/subsets/` and shared by every seed and setting)."""
