@@ -2,9 +2,11 @@
 
 Output, in `runs/<profile>/download/`, one folder per split: `train` and `val` (the
 multi-label ML-Images lists, URL-keyed), `target_train` and `target_val` (the single-label
-target task, ImageNet-id-keyed). Each holds `manifest.jsonl`, the stored images
-(`images/ab/<hash>.jpg`) and `labels.txt`, the `ok` rows in the authors' format keyed by the
-image path relative to the split folder: the input of the records stage. On the miniature
+target task, ImageNet-id-keyed), and on a miniature with a novel task `novel_train` and
+`novel_val` (its second single-label task, laid out like the target's). Each holds
+`manifest.jsonl`, the stored images (`images/ab/<hash>.jpg`) and `labels.txt`, the `ok` rows
+in the authors' format keyed by the image path relative to the split folder: the input of
+the records stage. On the miniature
 the URLs are `file://` URLs below the miniature's folder, fetched through the same code.
 """
 
@@ -29,6 +31,7 @@ from mlimages.taxonomy import Taxonomy, load_dictionary
 
 STAGE = "download"
 SUBSET_DIR = "subset"
+NOVEL_SPLITS = ["novel_train", "novel_val"]
 
 
 def fetch_rules(download: DownloadParams, file_root: str | os.PathLike | None) -> FetchRules:
@@ -102,35 +105,42 @@ def split_dirs(params: Params) -> dict[str, Path]:
 
 def _split_names(params: Params) -> list[str]:
     d = params.download
+    novel = NOVEL_SPLITS if params.data.uses_miniature and params.synth.novel_classes else []
     if params.data.uses_miniature and d.target_train_list is None:
-        return ["train", "val", "target_train", "target_val"]
+        return ["train", "val", "target_train", "target_val", *novel]
     names = ["train"] + (["val"] if params.data.val_list or params.data.uses_miniature else [])
-    return names + [
-        name
-        for name, listed in (
-            ("target_train", d.target_train_list),
-            ("target_val", d.target_val_list),
-        )
-        if listed
+    return [
+        *names,
+        *(
+            name
+            for name, listed in (
+                ("target_train", d.target_train_list),
+                ("target_val", d.target_val_list),
+            )
+            if listed
+        ),
+        *novel,
     ]
 
 
 def splits(params: Params) -> dict[str, Split]:
     """Inputs of every split; generates the miniature on the default and smoke profiles."""
     d, data = params.download, params.data
-    if data.uses_miniature:
-        mini = miniature(params)
+    mini = miniature(params) if data.uses_miniature else None
+    if mini is not None:
         found = {
             "train": Split("train", mini.url_list("train"), "urls", mini.root),
             "val": Split("val", mini.url_list("val"), "urls", mini.root),
         }
-        if d.target_train_list is None:  # the miniature's own target task
-            found["target_train"] = Split(
-                "target_train", mini.target_list("train"), "imagenet", mini.target_dir / "train"
-            )
-            found["target_val"] = Split(
-                "target_val", mini.target_list("val"), "imagenet", mini.target_dir / "val"
-            )
+        tasks = ["target"] if d.target_train_list is None else []  # the miniature's own
+        tasks += ["novel"] if mini.has_novel else []
+        for task in tasks:
+            for part in ("train", "val"):
+                name = f"{task}_{part}"
+                found[name] = Split(
+                    name, mini.task_list(task, part), "imagenet", mini.task_dir(task) / part
+                )
+        if d.target_train_list is None:
             return found
     else:
         file_root = params.resolve_path(d.file_root) if d.file_root else None
@@ -151,7 +161,8 @@ def splits(params: Params) -> dict[str, Split]:
             found[name] = Split(
                 name, params.resolve_path(listed), "imagenet", params.resolve_path(root)
             )
-    return found
+    novel = {name: found.pop(name) for name in NOVEL_SPLITS if name in found}
+    return found | novel  # the novel task after the target task, as split_dirs lists them
 
 
 def miniature(params: Params) -> MiniDataset:

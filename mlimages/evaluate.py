@@ -23,7 +23,9 @@ columns), `by_depth.csv`, `classes.csv` (AP a class),
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,14 @@ def finetuned_runs(params: Params) -> list[tuple[int, int, Path]]:
         if ckpt and seed:
             found.append((int(ckpt.group(1)), int(seed.group(1)), path))
     return sorted(found)
+
+
+def run_task(model_file: Path) -> str:
+    """The single-label task a fine-tuning run trained on, from its `fingerprint.json`
+    (runs from before `finetune.task` existed trained on the target task)."""
+    recorded = model_file.parent / "fingerprint.json"
+    values = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    return values.get("finetune.task", "target")
 
 
 def depth_groups(taxonomy: Taxonomy | None, num_classes: int) -> dict[str, np.ndarray]:
@@ -313,10 +323,18 @@ def evaluate_finetuned(params: Params) -> pd.DataFrame:
     from mlimages.checkpoint import load_model, model_label
 
     runs = finetuned_runs(params)
+    other = [(c, s) for c, s, path in runs if run_task(path) != params.finetune.task]
+    if other:  # another task's runs share the folder: they have another class count
+        print(
+            f"evaluate: {len(other)} fine-tuned run(s) of another task than "
+            f"finetune.task = {params.finetune.task} left out (ckpt, seed: {other})",
+            file=sys.stderr,
+        )
+        runs = [run for run in runs if (run[0], run[1]) not in other]
     columns = ["ckpt", "seed", "model", "img_size", "top1", "top5", "images"]
     if not runs:
         return pd.DataFrame(columns=columns)
-    index = records.split_index(params, "target_val")
+    index = records.split_index(params, params.finetune.splits[1])
     sizes = sorted({params.finetune.base_size, params.finetune.large_size})
     crop, batch = params.pipeline.eval_crop_fraction, params.evaluate.batch
     decoded = decoded_batches(index, sizes, batch, crop)
@@ -422,7 +440,8 @@ def evaluate_checkpoint(
     """One checkpoint on one split of the profile's records (`mlimages evaluate --ckpt`):
     multi-label figures on multi-label records, top-1/top-5 at `sizes` (default: the
     fine-tuning base and large sizes) on single-label ones. The split defaults to `val` or
-    `target_val`, whichever has the checkpoint's class count."""
+    the fine-tuning task's validation split (`target_val`, `novel_val`), whichever has the
+    checkpoint's class count."""
     from mlimages.checkpoint import load_model, model_label, num_classes_of
 
     ev = params.evaluate
@@ -473,14 +492,16 @@ def evaluate_checkpoint(
 
 
 def _split_with_classes(params: Params, classes: int, ckpt: str | Path) -> str:
-    """`val` or `target_val`, whichever records exist with `classes` classes."""
-    for split in ("val", "target_val"):
+    """`val` or a single-label task's validation split (the fine-tuning task's first),
+    whichever records exist with `classes` classes."""
+    candidates = list(dict.fromkeys(("val", params.finetune.splits[1], "target_val", "novel_val")))
+    for split in candidates:
         try:
             if records.split_index(params, split).num_classes == classes:
                 return split
         except FileNotFoundError:
             continue
-    raise ValueError(f"{ckpt}: {classes} classes; no val or target_val records have as many")
+    raise ValueError(f"{ckpt}: {classes} classes; no {', '.join(candidates)} records have as many")
 
 
 def multilabel_tables(

@@ -7,9 +7,12 @@ which size the images are (base, large, or base then large in the late steps) an
 trains (everything, or only a new logits layer: the linear probe). The loop is the
 pretraining engine's (`mlimages.train`) with softmax cross-entropy; the size schedule lives
 in the `dataset_fn`, which is built from the step a run starts at, so a resumed fine-tune
-continues its schedule where it stopped. Results follow the contract that notebooks 06 and
-07 read: `finetune/ckpt<N>/seed<S>/` is a training run folder, `finetune/ckpt<N>/results.csv`
-has one row per (seed, evaluation size), `finetune/ckpt<N>/metrics.json` the summary.
+continues its schedule where it stopped. `finetune.task` picks the single-label task (the
+target's, or the miniature's novel classes) and `finetune.examples_per_class` trains on K
+images a class of it (the data-efficiency runs); evaluation is always on the task's whole
+validation split. Results follow the contract that notebooks 06 and 07 read:
+`finetune/ckpt<N>/seed<S>/` is a training run folder, `finetune/ckpt<N>/results.csv` has one
+row per (seed, evaluation size), `finetune/ckpt<N>/metrics.json` the summary.
 
 Nothing here imports TensorFlow at module level: notebook 05 plots and tabulates in its
 kernel while the training runs in a `mlimages finetune` subprocess.
@@ -21,7 +24,7 @@ import json
 import math
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlimages import fingerprint
 from mlimages.atomic import write_json_atomic, write_text_atomic
@@ -30,7 +33,11 @@ from mlimages.launch import start, verb_command
 from mlimages.paper import PAPER_SIZES, paper_accuracy
 from mlimages.params import CheckpointSetting, Params
 
+if TYPE_CHECKING:
+    from mlimages.records import SplitIndex
+
 STAGE = "finetune"
+SUBSETS = "subsets"  # finetune/subsets/<split>-k<K>/: the K-examples-a-class training splits
 MODEL_FILE = "model.keras"  # = mlimages.train.MODEL_FILE, without importing TensorFlow
 RESULT_COLUMNS = (
     "ckpt", "setting", "seed", "model", "img_size", "top1", "top5", "train_top1",
@@ -167,9 +174,23 @@ def _initializer(source: Path, out: Path):
 # --- the training task -----------------------------------------------------------------------
 
 
+def training_index(params: Params) -> SplitIndex:
+    """The records fine-tuning trains on: the task's training split, or with
+    `finetune.examples_per_class` = K its first K images a class (`records.class_subset`,
+    written once into `finetune/subsets/` and shared by every seed and setting)."""
+    from mlimages import records
+
+    train_split, _ = params.finetune.splits
+    index = records.split_index(params, train_split)
+    k = params.finetune.examples_per_class
+    if k is None:
+        return index
+    return records.class_subset(index, k, params.stage_dir(STAGE) / SUBSETS / f"{train_split}-k{k}")
+
+
 def val_arrays(params: Params, val_index, num_classes: int) -> dict[int, tuple[Any, Any]]:
     """A split's images (eval preprocessing) at every evaluation size, decoded once a process:
-    the target's validation images, or its training images for the training accuracy."""
+    the task's validation images, or its training images for the training accuracy."""
     import numpy as np
 
     from mlimages import pipeline
@@ -246,20 +267,26 @@ def task_for(
 ):
     """The fine-tuning `TrainTask` of one checkpoint setting and seed; `arrays` and
     `train_arrays` (validation and training images by size) feed the periodic evaluation."""
-    from mlimages import pipeline, records
+    from mlimages import pipeline
     from mlimages.distributed import cluster_from_environment
     from mlimages.train import TrainTask
 
     f = params.finetune
     chosen = setting(params, ckpt)
     out = seed_dir(params, ckpt, seed)
-    train_index = records.split_index(params, "target_train")
+    train_index = training_index(params)
     num_classes = train_index.num_classes
-    steps_per_epoch = train_index.steps_per_epoch(f.global_batch, cluster_from_environment().count)
-    if steps_per_epoch < 1:
+    workers = cluster_from_environment().count
+    steps_per_epoch = train_index.steps_per_epoch(f.global_batch, workers)
+    if steps_per_epoch < 1 and f.examples_per_class is None:
         raise ValueError(
             f"finetune.global_batch = {f.global_batch} exceeds the {train_index.records} "
-            "target_train records; expected a smaller batch or more data"
+            f"{f.splits[0]} records; expected a smaller batch or more data"
+        )
+    if min(train_index.worker_records(workers)) < 1:  # a K-subset repeats within a batch
+        raise ValueError(
+            f"{train_index.root}: {train_index.records} records for {workers} workers; expected "
+            "at least one a worker"
         )
     initialize = None
     if chosen.pretrained:
@@ -374,10 +401,8 @@ _NOT_IN_THE_WEIGHTS = {
 
 def run_values(params: Params, ckpt: int, seed: int) -> dict[str, Any]:
     """What one seed's fine-tuned weights depend on (its `fingerprint.json`): the model, the
-    recipe, the setting, the augmentation, the seed, the target records and where the
-    pretrained weights came from."""
-    from mlimages import records
-
+    recipe (the task and K among it), the setting, the augmentation, the seed, the training
+    records (the K-subset's when K is set) and where the pretrained weights came from."""
     chosen = setting(params, ckpt)
     return {
         "model": params.model.model_dump(mode="json"),
@@ -385,7 +410,7 @@ def run_values(params: Params, ckpt: int, seed: int) -> dict[str, Any]:
         "setting": chosen.model_dump(mode="json"),
         "pipeline": params.pipeline.model_dump(mode="json", exclude=fingerprint.DISPLAY_ONLY),
         "seed": seed,
-        "records": records.split_index(params, "target_train").fingerprint,
+        "records": training_index(params).fingerprint,
         "init": fingerprint.file_digest(init_source(params)) if chosen.pretrained else None,
     }
 
@@ -451,9 +476,9 @@ def run_finetune_stage(
     out = ckpt_dir(params, ckpt)
     params.write(out / "params.yaml")
     write_schedule(params, ckpt)
-    val_index = records.split_index(params, "target_val")
+    val_index = records.split_index(params, params.finetune.splits[1])
     arrays = val_arrays(params, val_index, val_index.num_classes)
-    train_index = records.split_index(params, "target_train")
+    train_index = training_index(params)
     train_arrays = val_arrays(params, train_index, train_index.num_classes)
     strategy = make_strategy(params.finetune.strategy)
     for seed in seeds:
@@ -637,7 +662,8 @@ def plot_curves(params: Params, ckpt: int):
                 points["step"], points[column], style, marker="o", label=f"seed {seed} {column}"
             )
     axes[0].set_title("training loss (softmax cross-entropy)")
-    axes[1].set_title("target top-1 (%): validation (solid), training (dashed)")
+    task = params.finetune.task
+    axes[1].set_title(f"{task} top-1 (%): validation (solid), training (dashed)")
     for ax in axes:
         ax.set_xlabel("step")
         if ax.has_data():

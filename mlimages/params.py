@@ -77,6 +77,11 @@ class SynthParams(StrictModel):
     target_classes: int = Field(20, ge=2)
     target_train_per_class: int = Field(16, ge=1)
     target_val_per_class: int = Field(30, ge=1)
+    novel_classes: int = Field(
+        0,
+        ge=0,
+        description="leaves of a second target task (the novel-classes experiment); 0: none",
+    )
     jpeg_quality: int = Field(90, ge=50, le=100)
 
 
@@ -107,6 +112,11 @@ class PretrainParams(StrictModel):
         "tf", description="tf.distribute (strategy), or Horovod over Gloo (.venv-horovod)"
     )
     max_seconds: float | None = Field(None, gt=0, description="stop after a checkpoint when over")
+    hold_out_novel: bool = Field(
+        False,
+        description="drop every image labelled with a novel leaf (synth.novel_classes), so "
+        "pretraining never sees those leaves",
+    )
     progress: bool | None = None
 
 
@@ -346,7 +356,24 @@ class FinetuneParams(StrictModel):
     eval_every: int = Field(5000, ge=0, description="val top-1 at both sizes; 0 = never")
     eval_batch: int = Field(256, ge=1)
     strategy: Literal["auto", "default", "mirrored", "multiworker"] = "auto"
+    task: Literal["target", "novel"] = Field(
+        "target",
+        description="the single-label task: the target's (pretraining saw its classes) or the "
+        "novel one (synth.novel_classes, their ancestors only seen)",
+    )
+    examples_per_class: int | None = Field(
+        None,
+        ge=1,
+        description="train on the first K training images a class (records' order) only; "
+        "None: all (evaluation stays whole)",
+    )
     progress: bool | None = None
+
+    @property
+    def splits(self) -> tuple[str, str]:
+        """The records splits fine-tuning trains and evaluates on: `target_train` and
+        `target_val`, or `novel_train` and `novel_val` (`task`)."""
+        return f"{self.task}_train", f"{self.task}_val"
 
     @field_validator("decay_at")
     @classmethod
@@ -523,6 +550,22 @@ class Params(StrictModel):
                 "task needs its classes; on the miniature both replace its own target task); "
                 "expected both or neither"
             )
+        for key, used in (
+            ("pretrain.hold_out_novel: true", self.pretrain.hold_out_novel),
+            ("finetune.task: novel", self.finetune.task == "novel"),
+        ):
+            if not used:
+                continue
+            if not data.uses_miniature:
+                problems.append(
+                    f"{key} asks for the novel classes, but data.train_list or data.dictionary "
+                    "is set and only the miniature has novel classes; expected the miniature"
+                )
+            elif self.synth.novel_classes == 0:
+                problems.append(
+                    f"{key} asks for the novel classes, but synth.novel_classes is 0; expected "
+                    "synth.novel_classes >= 1"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

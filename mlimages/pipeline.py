@@ -122,6 +122,31 @@ def _parser(schema: str, num_classes: int, mode: str):
     return parse
 
 
+def _without(schema: str, num_classes: int, classes: Sequence[int]):
+    """serialized Example -> whether it carries none of `classes` (at any confidence): the
+    labels alone are parsed, so a dropped image is never decoded."""
+    excluded = tf.constant(sorted({int(c) for c in classes}), tf.int64)
+    if schema == records.SPARSE:
+        spec = {"label/index": tf.io.VarLenFeature(tf.int64)}
+    elif schema == records.LEGACY_DENSE:
+        spec = {"label": tf.io.FixedLenFeature([], tf.string)}
+    else:
+        spec = {"label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def keep(serialized: tf.Tensor) -> tf.Tensor:
+        parsed = tf.io.parse_single_example(serialized, spec)
+        if schema == records.SPARSE:
+            present = parsed["label/index"].values
+        elif schema == records.LEGACY_DENSE:
+            dense = tf.reshape(tf.io.decode_raw(parsed["label"], tf.float32), [num_classes])
+            present = tf.where(tf.not_equal(dense, 0.0))[:, 0]
+        else:
+            present = parsed["label"][None]
+        return tf.logical_not(tf.reduce_any(tf.equal(present[:, None], excluded[None, :])))
+
+    return keep
+
+
 def crop_window(
     shape: tf.Tensor, seed: tf.Tensor, mode: str = PRETRAIN, min_area: float | None = None
 ) -> tf.Tensor:
@@ -293,6 +318,7 @@ def train_dataset(
     repeat: bool = True,
     min_area: float | None = None,
     rotation_fill: str = "zeros",
+    exclude_classes: Sequence[int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of (images [B, S, S, 3] float32 in [-1, 1], targets), endlessly by default.
 
@@ -300,6 +326,8 @@ def train_dataset(
     indices [B] (finetune, single-label records). `batch_size` is the global batch; with an
     `input_context` each worker reads its own shards and batches its per-replica share.
     Batches are full (drop remainder), so take `SplitIndex.steps_per_epoch` steps an epoch.
+    `exclude_classes`: records labelled with any of them are dropped before decoding (the
+    held-out novel classes); the epoch is then `records.records_without` long.
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -309,6 +337,8 @@ def train_dataset(
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     dataset, worker = _records(paths, input_context, seed, cycle_length)
+    if exclude_classes:
+        dataset = dataset.filter(_without(schema, num_classes, exclude_classes))
     dataset = dataset.shuffle(shuffle_buffer, seed=seed + worker, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
@@ -335,15 +365,18 @@ def eval_dataset(
     crop_fraction: float = EVAL_CROP_FRACTION,
     input_context: tf.distribute.InputContext | None = None,
     cycle_length: int = 16,
+    exclude_classes: Sequence[int] | None = None,
 ) -> tf.data.Dataset:
     """One pass over every record in a fixed order, `eval_image` preprocessing, last batch
-    kept whole or partial; targets as in `train_dataset`."""
+    kept whole or partial; targets and `exclude_classes` as in `train_dataset`."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}; expected one of {', '.join(MODES)}")
     paths, schema, _ = shards_of(source, num_classes)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     dataset, _ = _records(paths, input_context, None, cycle_length)
+    if exclude_classes:
+        dataset = dataset.filter(_without(schema, num_classes, exclude_classes))
     parse = _parser(schema, num_classes, mode)
 
     def example(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from mlimages import fingerprint
+from mlimages.atomic import write_json_atomic
 from mlimages.launch import follow as follow_run
 from mlimages.launch import start, verb_command
 from mlimages.params import Params
 
 STAGE = "pretrain"
+HELD_OUT_FILE = "held_out.json"  # what `pretrain.hold_out_novel` removed from the input
 
 
 def build_model(params: Params, num_classes: int, image_size: int):
@@ -26,15 +28,31 @@ def build_model(params: Params, num_classes: int, image_size: int):
     return model_from_params(params.model, num_classes, image_size)
 
 
-def held_out_eval(params: Params, index, num_classes: int):
-    """P/R@k on the first `eval_images` validation images, every `eval_every` steps."""
+def held_out_classes(params: Params) -> list[int]:
+    """Class indices pretraining must not see (`pretrain.hold_out_novel`): the miniature's
+    novel leaves in its dictionary; none otherwise."""
+    if not params.pretrain.hold_out_novel:
+        return []
+    from mlimages.synthetic import ensure_miniature
+    from mlimages.taxonomy import load_dictionary
+
+    mini = ensure_miniature(params.synth, params.run_dir / "data" / "mini")
+    taxonomy = load_dictionary(str(mini.dictionary))
+    return sorted(taxonomy.index_of_wnid[w] for w in mini.info["novel_classes"])
+
+
+def held_out_eval(params: Params, index, num_classes: int, exclude: list[int] | None = None):
+    """P/R@k on the first `eval_images` validation images, every `eval_every` steps; those
+    labelled with an `exclude` class are skipped (the held-out novel leaves)."""
     import numpy as np
 
     from mlimages import pipeline
     from mlimages.train import precision_recall_eval
 
     p = params.pretrain
-    batches = pipeline.eval_dataset(index, p.image_size, 256, num_classes).unbatch()
+    batches = pipeline.eval_dataset(
+        index, p.image_size, 256, num_classes, exclude_classes=exclude
+    ).unbatch()
     images, labels = [], []
     for image, label in batches.take(p.eval_images):
         images.append(image.numpy())
@@ -56,15 +74,20 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
     train_index = records.split_index(params, "train")
     num_classes = train_index.num_classes
     workers = workers or cluster_from_environment().count
+    exclude = held_out_classes(params)
     steps_per_epoch = train_index.steps_per_epoch(p.global_batch, workers)
+    if exclude:
+        steps_per_epoch = _held_out_epoch(params, train_index, exclude, out, workers)
     if steps_per_epoch < 1:
         raise ValueError(
             f"pretrain.global_batch = {p.global_batch} exceeds the {train_index.records} training "
-            f"records ({workers} workers); expected a smaller batch or more data"
+            f"records ({workers} workers{', novel classes held out' if exclude else ''}); "
+            "expected a smaller batch or more data"
         )
     eval_fn = None
     if p.eval_every:
-        eval_fn = held_out_eval(params, records.split_index(params, "val"), num_classes)
+        val_index = records.split_index(params, "val")
+        eval_fn = held_out_eval(params, val_index, num_classes, exclude)
 
     def dataset_fn(ctx, start_step: int):
         # A resumed run reshuffles from a new seed instead of replaying its first batches.
@@ -73,7 +96,7 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
             mode=pipeline.PRETRAIN, seed=params.seed + start_step, input_context=ctx,
             shuffle_buffer=params.pipeline.shuffle_buffer,
             **pipeline.augmentation(params.pipeline, pipeline.PRETRAIN),
-            cycle_length=params.pipeline.cycle_length,
+            cycle_length=params.pipeline.cycle_length, exclude_classes=exclude,
         )  # fmt: skip
 
     return TrainTask(
@@ -101,6 +124,33 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
         max_seconds=p.max_seconds,
         epoch_steps=steps_per_epoch,
     )
+
+
+def _held_out_epoch(params: Params, index, exclude: list[int], out: Path, workers: int) -> int:
+    """Count the training records left once `exclude` is dropped, record the counts in
+    `held_out.json` (and on stderr), and return the full batches every worker can take."""
+    import sys
+
+    from mlimages import records
+
+    kept = records.records_without(index, exclude)
+    remaining = sum(kept)
+    write_json_atomic(
+        out / HELD_OUT_FILE,
+        {
+            "novel_classes": exclude,
+            "train_images": index.records,
+            "remaining": remaining,
+            "dropped": index.records - remaining,
+        },
+    )
+    print(
+        f"pretrain: novel classes held out: {remaining} of {index.records} training images remain",
+        file=sys.stderr,
+    )
+    index.steps_per_epoch(params.pretrain.global_batch, workers)  # the batch must split
+    per_worker = params.pretrain.global_batch // workers
+    return min(sum(kept[i::workers]) for i in range(workers)) // per_worker
 
 
 # Pretraining settings that change no weight: a run that differs only in them is kept. The

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,7 +48,7 @@ from mlimages.progress import quiet, tqdm
 
 STAGE = "records"
 SOURCE_STAGE = "download"
-SPLITS = ("train", "val", "target_train", "target_val")
+SPLITS = ("train", "val", "target_train", "target_val", "novel_train", "novel_val")
 INDEX_NAME = "index.json"
 SHARD_SUFFIX = ".tfrecord"
 SPARSE, LEGACY_DENSE, LEGACY_INT64 = "sparse", "legacy-dense", "legacy-int64"
@@ -638,6 +639,95 @@ def write_split(
     return index
 
 
+# --- derived splits ----------------------------------------------------------------------
+
+SUBSET_VERSION = 1  # bump when the choice of `class_subset` changes
+
+
+def records_without(index: SplitIndex, classes: Iterable[int]) -> list[int]:
+    """Records of each shard that carry none of `classes` (at any confidence): what a
+    pipeline with `exclude_classes` reads an epoch, shard by shard."""
+    excluded = {int(c) for c in classes}
+    counts = []
+    for path in index.paths:
+        kept = 0
+        for _, record in read_records(path, index.num_classes):
+            kept += excluded.isdisjoint(record.indices.tolist())
+        counts.append(kept)
+    return counts
+
+
+def subset_fingerprint(index: SplitIndex, k: int) -> str:
+    """What decides `class_subset(index, k)`: the source split's fingerprint (its labels,
+    shard settings and record order) and k."""
+    payload = json.dumps([index.fingerprint, index.split, k, SUBSET_VERSION])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def class_subset(index: SplitIndex, k: int, out: str | os.PathLike) -> SplitIndex:
+    """The first `k` records of each class of a single-label split, in the records' stored
+    (seeded) order, as a split of its own in `out`: the K-examples-a-class training sets of
+    data-efficiency runs. The choice depends on the records alone, never on a seed of
+    training, and the k-subset holds the (k-1)-subset. Kept when `out` already holds it
+    (same source fingerprint and k), else written whole under a temporary name and renamed.
+    """
+    if not index.single_label:
+        raise ValueError(f"{index.root}: multi-label records; a k-a-class subset needs one label")
+    out = Path(out)
+    expected = subset_fingerprint(index, k)
+    try:
+        found = SplitIndex.load(out)
+        if found.fingerprint == expected and found.check_files():
+            return found
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    wanted = np.minimum(np.asarray(index.images_per_class), k)
+    taken = np.zeros_like(wanted)
+    chosen: list[tuple[bytes, int]] = []
+    for path in index.paths:
+        for _, _, data in iter_frames(path):
+            _, record = decode_example(data, index.num_classes)
+            label = int(record.indices[np.argmax(record.confidences)])
+            if taken[label] < wanted[label]:
+                taken[label] += 1
+                chosen.append((data, label))
+        if (taken >= wanted).all():
+            break
+    name = f"{index.split}-k{k}"
+    count = max(1, min(len(index.shards), len(chosen)))
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    shards = []
+    for file, part in zip(
+        shard_names(name, count), np.array_split(np.arange(len(chosen)), count), strict=True
+    ):
+        with open(tmp / file, "wb") as f:
+            for i in part.tolist():
+                f.write(frame(chosen[i][0]))
+        shards.append(ShardInfo(file, len(part), (tmp / file).stat().st_size, len(part)))
+    subset = SplitIndex(
+        root=out,
+        split=name,
+        schema=index.schema,
+        num_classes=index.num_classes,
+        single_label=True,
+        seed=index.seed,
+        shards=tuple(shards),
+        images_per_class=tuple(int(n) for n in taken),
+        fingerprint=expected,
+    )
+    write_json_atomic(tmp / INDEX_NAME, subset.to_json())
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        tmp.rename(out)
+    except OSError:  # another worker renamed its (identical) subset first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return SplitIndex.load(out)
+    return subset
+
+
 # --- the stage ---------------------------------------------------------------------------
 
 
@@ -647,7 +737,8 @@ def _count_classes(path: Path) -> int:
 
 
 def split_classes(params: Params, split: str) -> int:
-    """Classes of a split: the dictionary's, or the target task's for `target_*` splits."""
+    """Classes of a split: the dictionary's, or the target task's for `target_*` splits, or
+    the miniature's novel task's for `novel_*` splits."""
     from mlimages.synthetic import ensure_miniature
 
     mini = (
@@ -664,6 +755,12 @@ def split_classes(params: Params, split: str) -> int:
                 "(one line a class) to write the target splits"
             )
         return _count_classes(mini.target_dictionary)
+    if split.startswith("novel_"):
+        if mini is None or not mini.has_novel:
+            raise ValueError(
+                f"{split}: no novel task; expected the miniature with synth.novel_classes >= 1"
+            )
+        return _count_classes(mini.novel_dictionary)
     if mini is not None:
         from mlimages.taxonomy import load_dictionary
 

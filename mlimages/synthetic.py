@@ -27,6 +27,10 @@ default profile runs on this. It keeps what the paper's mechanisms depend on (DE
 - The target task (the miniature's ImageNet): single-object images of `target_classes`
   pretraining leaves from the frequent-to-middle part of the tail, one subtree after the
   other, generated apart from the pretraining images (an optional small distractor).
+- The novel task (`novel_classes` > 0): the same kind of task on other leaves of the same
+  band, for the novel-classes experiment: pretraining can be told to drop every image of
+  them (`pretrain.hold_out_novel`), so that only their ancestors are seen through other
+  leaves. The pretraining images themselves are the same with or without it.
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ TARGET_BAND = (0.05, 0.5)  # target leaves come from these quantiles of the freq
 OBJECT_EXTENT = (0.48, 0.8)  # drawing side / image side: the body itself covers ~30-50%
 DISTRACTOR_EXTENT = (0.25, 0.35)
 DISTRACTOR_PROB = 0.3
-SPLIT_CODES = {"train": 0, "val": 1, "target_train": 2, "target_val": 3}
+SPLIT_CODES = {
+    "train": 0, "val": 1, "target_train": 2, "target_val": 3, "novel_train": 4, "novel_val": 5,
+}  # fmt: skip
+TASKS = ("target", "novel")  # the single-label tasks, each in its own folder
 
 
 def mini_taxonomy() -> Taxonomy:
@@ -79,16 +86,44 @@ class MiniDataset:
     def file_list(self, split: str) -> Path:
         return self.root / f"{split}_im_list.txt"
 
+    def task_dir(self, task: str) -> Path:
+        """`<root>/target` or `<root>/novel`: an ImageNet-like tree of a single-label task."""
+        if task not in TASKS:
+            raise ValueError(f"task {task!r}; expected one of {', '.join(TASKS)}")
+        return self.root / task
+
+    def task_dictionary(self, task: str) -> Path:
+        return self.task_dir(task) / "dictionary.txt"
+
+    def task_list(self, task: str, split: str) -> Path:
+        return self.task_dir(task) / f"{split}_list.txt"
+
     @property
     def target_dir(self) -> Path:
-        return self.root / "target"
+        return self.task_dir("target")
 
     @property
     def target_dictionary(self) -> Path:
-        return self.target_dir / "dictionary.txt"
+        return self.task_dictionary("target")
 
     def target_list(self, split: str) -> Path:
-        return self.target_dir / f"{split}_list.txt"
+        return self.task_list("target", split)
+
+    @property
+    def novel_dir(self) -> Path:
+        return self.task_dir("novel")
+
+    @property
+    def novel_dictionary(self) -> Path:
+        return self.task_dictionary("novel")
+
+    def novel_list(self, split: str) -> Path:
+        return self.task_list("novel", split)
+
+    @property
+    def has_novel(self) -> bool:
+        """Whether this miniature was generated with a novel task."""
+        return self.novel_dictionary.is_file()
 
     @property
     def info(self) -> dict:
@@ -105,6 +140,11 @@ class Design:
     probabilities: np.ndarray  # draw probability of ranked[r]
     backgrounds: np.ndarray  # class indices of sky, sand, water
     target: np.ndarray  # class indices of the target task's classes, label order
+    novel: np.ndarray  # class indices of the novel task's classes, label order (may be empty)
+
+    def classes(self, task: str) -> np.ndarray:
+        """The class indices of a single-label task (`target` or `novel`), label order."""
+        return self.target if task == "target" else self.novel
 
 
 @dataclass(frozen=True)
@@ -130,19 +170,30 @@ def design(params: SynthParams) -> Design:
     leaves = np.setdiff1d(taxonomy.leaves, backgrounds)
     ranked = leaves[rng.permutation(len(leaves))]
     target = choose_target(taxonomy, ranked, params.target_classes)
+    # No draw: the novel leaves follow from the ranking, so every other stream is unchanged.
+    novel = choose_target(taxonomy, ranked, params.novel_classes, exclude=target)
     probabilities = tail_probabilities(len(ranked), params.tail_exponent)
-    return Design(taxonomy, looks(taxonomy), ranked, probabilities, backgrounds, target)
+    return Design(taxonomy, looks(taxonomy), ranked, probabilities, backgrounds, target, novel)
 
 
-def choose_target(taxonomy: Taxonomy, ranked: np.ndarray, k: int) -> np.ndarray:
+def choose_target(
+    taxonomy: Taxonomy, ranked: np.ndarray, k: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """`k` leaves from the TARGET_BAND of the ranking, one subtree (anchor) after the other,
-    the most frequent first within each: pretraining has seen them, and they are spread."""
+    the most frequent first within each: pretraining has seen them, and they are spread.
+    With `exclude` (the target's leaves) the novel task's: the same band without them, so
+    both tasks sit in the same part of the tail."""
     lo, hi = (int(q * len(ranked)) for q in TARGET_BAND)
     band = ranked[lo:hi]
+    key = "synth.target_classes"
+    if exclude is not None:
+        band = band[~np.isin(band, exclude)]
+        key = "synth.novel_classes"
     if k > len(band):
+        left = "" if exclude is None else f", less the {len(exclude)} target classes"
         raise ValueError(
-            f"synth.target_classes = {k}; expected at most {len(band)} (the leaves ranked "
-            f"{lo + 1}..{hi} of {len(ranked)})"
+            f"{key} = {k}; expected at most {len(band)} (the leaves ranked "
+            f"{lo + 1}..{hi} of {len(ranked)}{left})"
         )
     anchors = anchor_of(taxonomy)[band]
     queues = [list(band[anchors == a]) for a in range(len(ANCHORS))]
@@ -151,7 +202,7 @@ def choose_target(taxonomy: Taxonomy, ranked: np.ndarray, k: int) -> np.ndarray:
         for queue in queues:
             if queue and len(chosen) < k:
                 chosen.append(int(queue.pop(0)))
-    return np.array(chosen)
+    return np.array(chosen, dtype=ranked.dtype)
 
 
 def ensure_miniature(params: SynthParams, out: Path, progress: bool | None = None) -> MiniDataset:
@@ -171,25 +222,32 @@ def generate(params: SynthParams, out: Path, progress: bool | None = None) -> Mi
     tmp.mkdir(parents=True)
     plan = design(params)
     plan.taxonomy.write(tmp / "dictionary_and_semantic_hierarchy.txt")
+    tasks = [task for task in TASKS if len(plan.classes(task))]
     splits = {
         "train": scenes(params, plan, "train"),
         "val": scenes(params, plan, "val"),
-        "target_train": target_scenes(params, plan, "target_train"),
-        "target_val": target_scenes(params, plan, "target_val"),
+        **{
+            f"{task}_{split}": target_scenes(params, plan, f"{task}_{split}")
+            for task in tasks
+            for split in ("train", "val")
+        },
     }
     total = sum(len(s) for s in splits.values())
     with tqdm(total=total, desc="mini ML-Images", unit="img", disable=quiet(progress)) as bar:
         for split in ("train", "val"):
             _write_multilabel_split(tmp, out.resolve(), split, splits[split], params, plan, bar)
-        for split in ("train", "val"):
-            _write_target_split(tmp, split, splits[f"target_{split}"], params, plan, bar)
-    _write_target_dictionary(tmp, plan)
+        for task in tasks:
+            for split in ("train", "val"):
+                _write_target_split(tmp, split, splits[f"{task}_{split}"], params, plan, bar, task)
+    for task in tasks:
+        _write_target_dictionary(tmp, plan, task)
     info = {
         "params": params.model_dump(),
         "counts": {split: len(s) for split, s in splits.items()},
         "classes": plan.taxonomy.num_classes,
         "pretrain_leaves": [plan.taxonomy.wnids[i] for i in plan.ranked],
         "target_classes": [plan.taxonomy.wnids[i] for i in plan.target],
+        "novel_classes": [plan.taxonomy.wnids[i] for i in plan.novel],
         "backgrounds": list(BACKGROUNDS),
         "tail": {"exponent": params.tail_exponent, "floor": params.tail_floor},
     }
@@ -235,14 +293,14 @@ def _leaf_slots(total: int, floor: int, plan: Design, rng: np.random.Generator) 
 
 
 def target_scenes(params: SynthParams, plan: Design, split: str) -> list[Scene]:
-    """Single-label images: the class's object, sometimes a small distractor from the tail;
-    the label row holds the target label (0..k-1), not a class index."""
-    per_class = (
-        params.target_train_per_class if split == "target_train" else params.target_val_per_class
-    )
+    """Single-label images of `split` (`target_*` or `novel_*`): the class's object,
+    sometimes a small distractor from the tail; the label row holds the task's label
+    (0..k-1), not a class index. Both tasks have the target's images a class."""
+    task, _, part = split.partition("_")
+    per_class = params.target_train_per_class if part == "train" else params.target_val_per_class
     rng = np.random.default_rng([params.seed, 1, SPLIT_CODES[split]])
     out = []
-    for label, leaf in enumerate(plan.target.tolist()):
+    for label, leaf in enumerate(plan.classes(task).tolist()):
         for _ in range(per_class):
             background = int(plan.backgrounds[rng.integers(len(plan.backgrounds))])
             objects = [leaf]
@@ -283,16 +341,22 @@ def _write_multilabel_split(
 
 
 def _write_target_split(
-    root: Path, split: str, items: list[Scene], params: SynthParams, plan: Design, bar: tqdm
+    root: Path,
+    split: str,
+    items: list[Scene],
+    params: SynthParams,
+    plan: Design,
+    bar: tqdm,
+    task: str = "target",
 ) -> None:
-    """An ImageNet-like tree `target/<split>/<wnid>/<wnid>_<n>.JPEG` and a single-label list."""
-    rng = np.random.default_rng([params.seed, 2, SPLIT_CODES[f"target_{split}"]])
+    """An ImageNet-like tree `<task>/<split>/<wnid>/<wnid>_<n>.JPEG` and a single-label list."""
+    rng = np.random.default_rng([params.seed, 2, SPLIT_CODES[f"{task}_{split}"]])
     keys, seen = [], {}
     for scene in items:
         wnid = plan.taxonomy.wnids[scene.objects[0]]
         n = seen[wnid] = seen.get(wnid, -1) + 1
         key = f"{wnid}/{wnid}_{n}.JPEG"
-        path = root / "target" / split / key
+        path = root / task / split / key
         path.parent.mkdir(parents=True, exist_ok=True)
         _draw_scene(params.image_size, scene, plan, rng, distractor=True).save(
             path, format="JPEG", quality=params.jpeg_quality
@@ -300,18 +364,18 @@ def _write_target_split(
         keys.append(key)
         bar.update()
     rows = [s.labels for s in items]
-    LabelTable.from_rows(keys, rows).write(root / "target" / f"{split}_list.txt")
+    LabelTable.from_rows(keys, rows).write(root / task / f"{split}_list.txt")
 
 
-def _write_target_dictionary(root: Path, plan: Design) -> None:
+def _write_target_dictionary(root: Path, plan: Design, task: str = "target") -> None:
     """The ILSVRC dictionary format: index, then every word of the names tab-separated."""
     lines, wnids = [], []
-    for label, leaf in enumerate(plan.target.tolist()):
+    for label, leaf in enumerate(plan.classes(task).tolist()):
         words = plan.taxonomy.names[leaf].replace(",", " ").split()
         lines.append("\t".join([str(label), *words]))
         wnids.append(plan.taxonomy.wnids[leaf])
-    write_text_atomic(root / "target" / "dictionary.txt", "\n".join(lines) + "\n")
-    write_text_atomic(root / "target" / "wnids.txt", "\n".join(wnids) + "\n")
+    write_text_atomic(root / task / "dictionary.txt", "\n".join(lines) + "\n")
+    write_text_atomic(root / task / "wnids.txt", "\n".join(wnids) + "\n")
 
 
 def _confidence(rng: np.random.Generator) -> float:

@@ -235,13 +235,17 @@ def claims_text(found: list[ClaimResult]) -> str:
 
 
 def target_classes(params: Params) -> int | None:
-    """Classes of the target task: the target_val records' index, else the miniature's."""
+    """Classes of the fine-tuning task (`finetune.task`): its validation records' index,
+    else the miniature's."""
     from mlimages import records
 
     try:
-        return records.split_index(params, "target_val").num_classes
+        return records.split_index(params, params.finetune.splits[1]).num_classes
     except (FileNotFoundError, ValueError):
-        return params.synth.target_classes if params.data.uses_miniature else None
+        if not params.data.uses_miniature:
+            return None
+        s = params.synth
+        return s.novel_classes if params.finetune.task == "novel" else s.target_classes
 
 
 def chance(k: int, classes: int | None) -> float:

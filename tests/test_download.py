@@ -260,7 +260,8 @@ def test_stage_on_the_smoke_profile(runs: Path) -> None:
     params = load_params("smoke")
     metrics = download.run_download_stage(params)
     dirs = download.split_dirs(params)
-    assert set(dirs) == {"train", "val", "target_train", "target_val"}
+    assert list(dirs) == ["train", "val", "target_train", "target_val", "novel_train", "novel_val"]
+    assert list(download.splits(params)) == list(dirs)
     assert metrics["splits"]["train"]["listed"] == params.subset.max_images
     for name, folder in dirs.items():
         labels = read_label_list(folder / "labels.txt")
@@ -284,10 +285,13 @@ def test_the_miniature_takes_a_target_task_of_its_own(runs: Path, tmp_path: Path
         "records.target_dictionary": str(mini.target_dictionary),
     }
     found = download.splits(load_params("smoke", own))
-    assert set(found) == {"train", "val", "target_train", "target_val"}
+    assert list(found) == ["train", "val", "target_train", "target_val", "novel_train", "novel_val"]
+    assert found["novel_val"].root.parts[-2:] == ("novel", "val")  # the miniature's own stays
     assert found["target_train"].label_list == mini.target_list("train")
     assert found["target_val"].root == mini.target_dir / "val"
     only_train = {k: v for k, v in own.items() if "_val" not in k}
     assert set(download.splits(load_params("smoke", only_train))) == {
-        "train", "val", "target_train",
+        "train", "val", "target_train", "novel_train", "novel_val",
     }  # fmt: skip
+    without = load_params("smoke", {**only_train, "synth.novel_classes": 0})
+    assert set(download.splits(without)) == {"train", "val", "target_train"}

@@ -250,3 +250,107 @@ def yaml_lr(path: Path) -> float:
     import yaml
 
     return yaml.safe_load(path.read_text())["finetune"]["lr"]
+
+
+def _names_by_class(index) -> dict[int, list[str]]:
+    """Record names of each class in the records' stored order."""
+    from mlimages import records
+
+    found: dict[int, list[str]] = {}
+    for path in index.paths:
+        for _, record in records.read_records(path):
+            found.setdefault(int(record.indices[0]), []).append(record.name)
+    return found
+
+
+def test_hold_out_novel_drops_exactly_the_images_of_novel_leaves(
+    smoke_runs: Path, tmp_path: Path
+) -> None:
+    from mlimages import pipeline, pretrain, records
+    from mlimages.annotations import read_label_list
+    from mlimages.synthetic import ensure_miniature
+    from mlimages.taxonomy import load_dictionary
+
+    base = load_params("smoke")
+    params = load_params("smoke", {"pretrain.hold_out_novel": True})
+    assert pretrain.held_out_classes(base) == []
+    novel = pretrain.held_out_classes(params)
+    mini = ensure_miniature(params.synth, params.run_dir / "data" / "mini")
+    taxonomy = load_dictionary(str(mini.dictionary))
+    assert [taxonomy.wnids[i] for i in novel] == sorted(
+        mini.info["novel_classes"], key=taxonomy.index_of_wnid.get
+    )
+    listed = read_label_list(params.run_dir / "download" / "train" / "labels.txt")
+    carrying = sum(bool(set(listed.labels(i)[0].tolist()) & set(novel)) for i in range(len(listed)))
+    assert carrying > 0, "the smoke subset holds images of the novel leaves"
+    index = records.split_index(params, "train")
+    task = pretrain.task_from_params(params, tmp_path)
+    held = json.loads((tmp_path / pretrain.HELD_OUT_FILE).read_text())
+    assert (
+        held["remaining"] == index.records - carrying == sum(records.records_without(index, novel))
+    )
+    assert task.epoch_steps == held["remaining"] // params.pretrain.global_batch
+    dataset = pipeline.train_dataset(
+        index, 8, 1, index.num_classes, repeat=False, augment=False, exclude_classes=novel
+    )
+    targets = np.concatenate([y.numpy() for _, y in dataset])
+    assert len(targets) == held["remaining"] and not targets[:, novel].any()
+    assert pretrain.run_values(params)["pretrain"]["hold_out_novel"] is True
+    assert pretrain.run_values(params) != pretrain.run_values(base)
+
+
+def test_novel_task_trains_and_evaluates_on_the_novel_splits(smoke_runs: Path) -> None:
+    import keras
+
+    from mlimages import evaluate, records, verdicts
+
+    params = load_params("smoke", {**FAST, "finetune.task": "novel"})
+    target = load_params("smoke", FAST)
+    assert finetune.run_values(params, 1, 0)["records"] == (
+        records.split_index(params, "novel_train").fingerprint
+    )
+    assert finetune.run_values(params, 1, 0) != finetune.run_values(target, 1, 0)
+    metrics = finetune.run_finetune_stage(params, 1)
+    assert metrics["sizes"]["24"]["n"] == 1
+    model = keras.models.load_model(finetune.seed_dir(params, 1, 0) / "model.keras")
+    assert model.output_shape[-1] == params.synth.novel_classes == verdicts.target_classes(params)
+    assert records.split_index(params, "novel_val").records == 2 * params.synth.target_val_per_class
+    table = evaluate.evaluate_finetuned(params)
+    assert set(table["images"]) == {2 * params.synth.target_val_per_class}
+    assert set(table["ckpt"]) == {1}, "the target task's runs (ckpt 2..6) are left out"
+
+
+def test_k_subsets_are_the_first_k_a_class_nested_and_the_same_for_every_seed(
+    smoke_runs: Path,
+) -> None:
+    full = load_params("smoke")
+    stored = _names_by_class(finetune.training_index(full))
+    chosen = {}
+    for k in (1, 2, 100):
+        params = load_params("smoke", {"finetune.examples_per_class": k, "finetune.seeds": [7]})
+        index = finetune.training_index(params)
+        subsets = params.stage_dir(finetune.STAGE) / finetune.SUBSETS
+        assert index.root == subsets / f"target_train-k{k}"
+        chosen[k] = _names_by_class(index)
+        assert chosen[k] == {c: names[:k] for c, names in stored.items()}
+        assert list(index.images_per_class) == [min(k, len(n)) for _, n in sorted(stored.items())]
+        other = load_params("smoke", {"finetune.examples_per_class": k, "finetune.seeds": [0]})
+        assert finetune.training_index(other) == index  # kept, not rewritten
+    assert all(set(chosen[1][c]) <= set(chosen[2][c]) for c in stored)
+
+
+def test_a_k_run_trains_on_fewer_images_than_a_batch_and_is_its_own_run(
+    smoke_runs: Path,
+) -> None:
+    full = load_params("smoke", FAST)
+    params = load_params("smoke", {**FAST, "finetune.examples_per_class": 1})
+    index = finetune.training_index(params)
+    assert index.records == params.synth.target_classes < params.finetune.global_batch
+    values = finetune.run_values(params, 1, 0)
+    assert values["finetune"]["examples_per_class"] == 1
+    assert values["records"] == index.fingerprint != finetune.run_values(full, 1, 0)["records"]
+    finetune.run_finetune_stage(params, 1)  # precise BN draws its batch from the 4 images
+    rows = _results(params, 1)
+    assert all(float(r["train_top1"]) % 25 == 0 for r in rows), "top-1 over the 4 subset images"
+    recorded = json.loads((finetune.seed_dir(params, 1, 0) / "fingerprint.json").read_text())
+    assert recorded["finetune.examples_per_class"] == 1

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mlimages.params import ParamsError, find_profile, load_params, parse_override
+from mlimages.params import Params, ParamsError, find_profile, load_params, parse_override
 
 PARAMS = Path(__file__).resolve().parent.parent / "params"
 PROFILES = sorted(PARAMS.glob("*.yaml"))
@@ -97,8 +97,40 @@ def test_run_dirs_follow_the_environment(runs: Path) -> None:
         ({"download.imagenet_val": "/x"}, "download.imagenet_val is set without"),
         ({"download.target_val_list": "v.txt"}, "target_val_list is set without"),
         ({"records.target_dictionary": "d.txt"}, "records.target_dictionary go together"),
+        (
+            {"pretrain.hold_out_novel": True, "synth.novel_classes": 0},
+            "pretrain.hold_out_novel: true asks for the novel classes, but synth.novel_classes "
+            "is 0; expected synth.novel_classes >= 1",
+        ),
+        (
+            {"finetune.task": "novel", "synth.novel_classes": 0},
+            "finetune.task: novel asks for the novel classes, but synth.novel_classes is 0",
+        ),
+        (
+            {"finetune.task": "novel", "data.train_list": "t.txt", "data.dictionary": "d.txt"},
+            "finetune.task: novel asks for the novel classes, but data.train_list or "
+            "data.dictionary is set and only the miniature has novel classes",
+        ),
+        (
+            {"pretrain.hold_out_novel": True, "data.train_list": "t.txt"},
+            "pretrain.hold_out_novel: true asks .* expected the miniature",
+        ),
     ],
 )
 def test_a_key_no_stage_would_read_is_refused(overrides: dict, named: str) -> None:
     with pytest.raises(ParamsError, match=f"(?s)invalid parameters.*{named}"):
         load_params("smoke", overrides)
+
+
+def test_the_novel_task_and_k_are_off_by_default_and_name_their_splits() -> None:
+    from mlimages import preflight
+
+    defaults = Params(profile="x")
+    assert defaults.synth.novel_classes == 0 and not defaults.pretrain.hold_out_novel
+    assert defaults.finetune.task == "target" and defaults.finetune.examples_per_class is None
+    assert defaults.finetune.splits == ("target_train", "target_val")
+    novel = load_params("smoke", {"finetune.task": "novel", "pretrain.hold_out_novel": True})
+    assert novel.finetune.splits == ("novel_train", "novel_val")
+    assert preflight.check(novel).ok
+    with pytest.raises(ParamsError, match="finetune.examples_per_class"):
+        load_params("smoke", {"finetune.examples_per_class": 0})

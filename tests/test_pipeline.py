@@ -160,6 +160,28 @@ def test_finetune_targets_are_class_indices(
         pipeline.train_dataset(multi, 16, 4, C, pipeline.FINETUNE)
 
 
+def test_excluded_classes_drop_exactly_their_records(
+    multi: records.SplitIndex, single: records.SplitIndex
+) -> None:
+    """Every record with a label of an excluded class (at either confidence) goes, no other."""
+    excluded = [1, 4]
+    kept = [i for i in range(22) if not {i % C, (i + 2) % C} & set(excluded)]
+    assert 0 < len(kept) < 22 and sum(records.records_without(multi, excluded)) == len(kept)
+    dataset = pipeline.train_dataset(
+        multi, 8, 1, C, repeat=False, augment=False, exclude_classes=excluded
+    )
+    targets = np.concatenate([y.numpy() for _, y in dataset])
+    assert len(targets) == len(kept) and not targets[:, excluded].any()
+    evaluated = pipeline.eval_dataset(multi, 8, 5, C, exclude_classes=excluded)
+    assert sum(len(y) for _, y in evaluated) == len(kept)
+    labels = [y.numpy() for _, y in pipeline.eval_dataset(single, 8, 12, C, pipeline.FINETUNE)]
+    assert len(np.concatenate(labels)) == 12
+    dropped = pipeline.eval_dataset(single, 8, 12, C, pipeline.FINETUNE, exclude_classes=[0])
+    assert sorted(np.concatenate([y.numpy() for _, y in dropped]).tolist()) == sorted(
+        i % C for i in range(12) if i % C
+    )
+
+
 def test_each_worker_reads_its_own_shards(multi: records.SplitIndex) -> None:
     names = []
     for worker in range(2):

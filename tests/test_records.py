@@ -29,6 +29,7 @@ TINY = SynthParams(
     target_classes=2,
     target_train_per_class=3,
     target_val_per_class=2,
+    novel_classes=2,
 )
 
 
@@ -42,6 +43,9 @@ def stand_in_download(mini_root: Path, download: Path, synth: SynthParams = TINY
         "target_train": (mini.target_list("train"), mini.target_dir / "train"),
         "target_val": (mini.target_list("val"), mini.target_dir / "val"),
     }
+    if mini.has_novel:
+        for part in ("train", "val"):
+            lists[f"novel_{part}"] = (mini.novel_list(part), mini.novel_dir / part)
     for split, (label_list, root) in lists.items():
         table = read_label_list(label_list)
         folder = download / split
@@ -326,6 +330,9 @@ def test_records_stage_writes_reuses_and_reports(download: Path, runs: Path) -> 
     assert set(first["splits"]) == set(records.SPLITS)
     assert first["splits"]["train"]["records"] == 40 and not first["splits"]["train"]["reused"]
     assert first["splits"]["target_val"]["single_label"]
+    novel = first["splits"]["novel_train"]
+    assert novel["num_classes"] == TINY.novel_classes and novel["single_label"]
+    assert novel["records"] == TINY.novel_classes * TINY.target_train_per_class
     out = params.run_dir / "records"
     assert {"metrics.json", "params.yaml", "shards.csv"} <= {p.name for p in out.iterdir()}
     index = records.split_index(params, "train")

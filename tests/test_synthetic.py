@@ -10,10 +10,11 @@ from PIL import Image
 from mlimages.annotations import LabelTable, read_label_list
 from mlimages.appearance import ATTRIBUTES, looks
 from mlimages.cli import main
-from mlimages.miniforest import ANCHORS, BACKGROUNDS, VENDORED, derive
+from mlimages.miniforest import ANCHORS, BACKGROUNDS, VENDORED, anchor_of, derive
 from mlimages.params import load_params
 from mlimages.synthetic import (
     CONFIDENCES,
+    TARGET_BAND,
     design,
     ensure_miniature,
     generate,
@@ -188,3 +189,67 @@ def test_statistics_and_json_cli(tmp_path: Path, smoke_mini, capsys, runs) -> No
     assert keys <= set(printed) and set(printed["images_per_class"]) >= {"min", "median", "max"}
     assert printed["train"] == params.synth.num_train
     assert printed["labels_per_image_mean"] == stats["labels_per_image_mean"]
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """File digests under `root`, the folder's own path (in the URL lists) neutralised."""
+    import hashlib
+
+    return {
+        str(f.relative_to(root)): hashlib.sha256(
+            f.read_bytes().replace(str(root.resolve()).encode(), b"ROOT")
+        ).hexdigest()
+        for f in root.rglob("*")
+        if f.is_file()
+    }
+
+
+def test_novel_task_is_other_band_leaves_spread_and_drawless(smoke_mini) -> None:
+    params, mini = smoke_mini
+    k = params.synth.novel_classes
+    assert k >= 1
+    plan = design(params.synth)
+    off = design(params.synth.model_copy(update={"novel_classes": 0}))
+    for name in ("ranked", "probabilities", "target", "backgrounds"):
+        assert np.array_equal(getattr(plan, name), getattr(off, name)), name  # no extra draw
+    assert len(off.novel) == 0 and len(plan.novel) == k
+    assert not set(plan.novel.tolist()) & set(plan.target.tolist())
+    lo, hi = (int(q * len(plan.ranked)) for q in TARGET_BAND)
+    assert set(plan.novel.tolist()) <= set(plan.ranked[lo:hi].tolist())
+    assert np.array_equal(design(params.synth).novel, plan.novel)  # deterministic
+    wide = design(params.synth.model_copy(update={"novel_classes": len(ANCHORS)}))
+    assert np.array_equal(wide.novel[:k], plan.novel), "round-robin: more classes extend it"
+    anchors = anchor_of(plan.taxonomy)[wide.novel]
+    assert len(set(anchors.tolist())) >= len(ANCHORS) // 2, "spread over the subtrees"
+    wnids = [plan.taxonomy.wnids[i] for i in plan.novel]
+    assert mini.info["novel_classes"] == wnids and mini.has_novel
+    assert (mini.novel_dir / "wnids.txt").read_text().split() == wnids
+    assert len(mini.novel_dictionary.read_text().splitlines()) == k
+    for split, per_class in (
+        ("train", params.synth.target_train_per_class),
+        ("val", params.synth.target_val_per_class),
+    ):
+        table = read_label_list(mini.novel_list(split))
+        assert table.key_kind() == "imagenet" and len(table) == k * per_class
+        assert np.array_equal(np.unique(table.indices), np.arange(k))
+        assert all((mini.novel_dir / split / key).is_file() for key in table.keys())
+        assert mini.info["counts"][f"novel_{split}"] == k * per_class
+    target = {p.read_bytes() for p in mini.target_dir.rglob("*.JPEG")}
+    assert not any(p.read_bytes() in target for p in mini.novel_dir.rglob("*.JPEG"))
+
+
+def test_the_novel_task_adds_files_and_changes_none(tmp_path: Path, smoke_mini) -> None:
+    params, mini = smoke_mini
+    without = generate(params.synth.model_copy(update={"novel_classes": 0}), tmp_path / "m")
+    assert not without.has_novel and without.info["novel_classes"] == []
+    before, after = _digests(without.root), _digests(mini.root)
+    changed = [name for name, digest in before.items() if after.get(name) != digest]
+    assert changed == ["synth.json"]
+    added = set(after) - set(before)
+    assert added and all(name.startswith("novel/") for name in added)
+
+
+def test_too_many_novel_classes_are_refused_by_key() -> None:
+    params = load_params("smoke")
+    with pytest.raises(ValueError, match=r"synth.novel_classes = 500; expected at most \d+ .*"):
+        design(params.synth.model_copy(update={"novel_classes": 500}))
