@@ -1,5 +1,5 @@
-"""The paper's adaptive weighted sigmoid cross-entropy (the authors' `train.py`), made
-data-parallel.
+"""The pretraining losses: the paper's adaptive weighted sigmoid cross-entropy (the authors'
+`train.py`), made data-parallel, and the variants of the loss ablation.
 
 Per class j the authors keep two streaks: `t_j`, consecutive batches in which j has a positive
 (a target >= `mask_thres`), and `n_j`, consecutive *selected* batches in which it has none.
@@ -19,7 +19,18 @@ Under data parallelism every replica must see the same coefficients: the positiv
 global batch's (an all-reduce of the local masks), the negative draw comes from a stateless
 RNG keyed by (seed, step), and the streaks are updated once from those global quantities, so
 they stay identical everywhere. The per-class mean divides by the *global* batch size, so the
-replicas' losses sum to the global loss.
+replicas' losses sum to the global loss. The ablation's `counters: replica` instead lets each
+replica count its own local batch's positives and keep its own streaks (`StreakCounters`
+with `per_replica`): the paper's loss as the authors' single-GPU code would run on each GPU.
+
+The ablation's other kinds (`LossParams.kind`) drop the adaptive coefficients, and with them
+the streaks and the negative draw; they keep the same normalisation, the -1 mask and the
+weight decay, so that only the loss term differs:
+
+- `sigmoid`:  plain sigmoid cross-entropy on the soft targets (`sigmoid_loss`);
+- `weighted`: the paper's weighted cross-entropy with every coefficient 1
+  (`weighted_sigmoid_loss` with `uniform_coefficients`);
+- `asl`:      the asymmetric loss (ASL) for multi-label classification (`asymmetric_loss`).
 """
 
 from __future__ import annotations
@@ -33,22 +44,38 @@ PAPER_NEG_SELECT = 0.1  # the authors' example/train.sh; flags.py defaults to 0.
 PAPER_SELECT_SEED = 1234  # flags.py `random_seed`, "for negative class selection"
 PAPER_WEIGHT_DECAY = 1e-4
 IGNORE_TARGET = -1.0  # the authors' `non_neg_mask`: a target of -1 contributes no loss
+ASL_GAMMA_NEG = 4.0  # the asymmetric loss's published defaults
+ASL_GAMMA_POS = 0.0
+ASL_CLIP = 0.05
+ASL_EPS = 1e-8  # the reference implementation's clamp of a probability before its log
 
 
 class StreakCounters(tf.Module):
     """The per-class streaks `t` and `n`, checkpointable with the training state.
 
-    `ONLY_FIRST_REPLICA` aggregation: every replica computes the same update from global
-    quantities, so under a `tf.distribute` strategy the first replica's value is written to all
-    copies and assignment is allowed in replica context.
+    Global streaks (the default): `ON_WRITE` with `ONLY_FIRST_REPLICA` aggregation: every
+    replica computes the same update from global quantities, so under a `tf.distribute`
+    strategy the first replica's value is written to all copies and assignment is allowed in
+    replica context.
+
+    `per_replica`: `ON_READ`, so each replica's copy keeps its own streaks (an assignment in
+    replica context writes the local copy only), with `ONLY_FIRST_REPLICA`, so a read in
+    cross-replica context (logging, saving) returns this worker's first replica's copy with no
+    collective: every worker can read it alone without waiting for the others. A checkpoint
+    holds that one copy, and a restore writes it to every replica: a resumed run restarts all
+    replicas from the first replica's streaks. Without a strategy both are plain variables.
     """
 
-    def __init__(self, num_classes: int, name: str | None = "streak_counters") -> None:
+    def __init__(
+        self, num_classes: int, name: str | None = "streak_counters", per_replica: bool = False
+    ) -> None:
         super().__init__(name=name)
         self.num_classes = num_classes
+        self.per_replica = per_replica
+        sync = tf.VariableSynchronization
         kwargs = {
             "trainable": False,
-            "synchronization": tf.VariableSynchronization.ON_WRITE,
+            "synchronization": sync.ON_READ if per_replica else sync.ON_WRITE,
             "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
         }
         self.positive_streak = tf.Variable(
@@ -135,6 +162,100 @@ def weighted_sigmoid_loss(
     ce = ce * tf.cast(tf.not_equal(targets, IGNORE_TARGET), tf.float32)
     per_class = tf.reduce_sum(ce, axis=0) / tf.cast(global_batch_size, tf.float32)
     return tf.reduce_sum(per_class * tf.cast(coefficients, tf.float32))
+
+
+def uniform_coefficients(num_classes: int) -> tf.Tensor:
+    """[C] ones: the `weighted` kind is the paper's loss term with no adaptive coefficient,
+    so that it isolates what the streaks and the negative draw add."""
+    return tf.ones([num_classes], tf.float32)
+
+
+def masked_class_mean_sum(
+    per_element: tf.Tensor, targets: tf.Tensor, global_batch_size: int | tf.Tensor
+) -> tf.Tensor:
+    """Scalar: sum over classes of the class's batch mean of `per_element` [B, C], targets
+    equal to -1 masked out. The variants share the paper's normalisation (means over the
+    global batch), so the replicas' values sum to the global loss and only the term differs."""
+    mask = tf.cast(tf.not_equal(tf.cast(targets, tf.float32), IGNORE_TARGET), tf.float32)
+    per_class = tf.reduce_sum(per_element * mask, axis=0) / tf.cast(global_batch_size, tf.float32)
+    return tf.reduce_sum(per_class)
+
+
+def sigmoid_loss(
+    logits: tf.Tensor, targets: tf.Tensor, global_batch_size: int | tf.Tensor
+) -> tf.Tensor:
+    """Scalar: plain sigmoid cross-entropy on the soft targets (every class coefficient 1, no
+    positive weight): the baseline the paper's loss is an answer to."""
+    logits = tf.cast(logits, tf.float32)
+    targets = tf.cast(targets, tf.float32)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    return masked_class_mean_sum(ce, targets, global_batch_size)
+
+
+def asymmetric_loss(
+    logits: tf.Tensor,
+    targets: tf.Tensor,
+    global_batch_size: int | tf.Tensor,
+    gamma_neg: float = ASL_GAMMA_NEG,
+    gamma_pos: float = ASL_GAMMA_POS,
+    clip: float = ASL_CLIP,
+) -> tf.Tensor:
+    """Scalar: the asymmetric loss (ASL), another answer to the imbalance of
+    positives and negatives: negatives are down-weighted by a focusing power of their
+    probability and those below `clip` dropped, instead of weighting positives up.
+
+    With p = sigmoid(logit) and p_m = max(p - clip, 0), per element
+    `-[y (1 - p)^gamma_pos log p + (1 - y) p_m^gamma_neg log(1 - p_m)]`, the soft target y
+    used as given. log p and (1 - p)^gamma are computed from log-sigmoids, log(1 - p_m) from
+    min(sigmoid(-logit) + clip, 1) clamped at `ASL_EPS`, and a power of a base that may be 0
+    only where the base is positive: finite values and gradients for any logit. The gradient
+    flows through the focusing weights too, as in the loss's definition.
+    """
+    logits = tf.cast(logits, tf.float32)
+    targets = tf.cast(targets, tf.float32)
+    log_p = tf.math.log_sigmoid(logits)
+    log_q = tf.math.log_sigmoid(-logits)  # log(1 - p)
+    # (1 - p)^gamma_pos as exp(gamma log(1 - p)): no 0^gamma (whose gradient is 0 x inf at 0).
+    pos_weight = tf.exp(gamma_pos * log_q) if gamma_pos else 1.0
+    if clip > 0:
+        p_m = tf.maximum(tf.sigmoid(logits) - clip, 0.0)
+        log_1m_pm = tf.math.log(tf.maximum(tf.minimum(tf.sigmoid(-logits) + clip, 1.0), ASL_EPS))
+        if gamma_neg:
+            # The inner where keeps pow's gradient finite where p_m is 0 (its weight is 0).
+            positive = p_m > 0
+            safe = tf.where(positive, p_m, 1.0)
+            neg_weight = tf.where(positive, tf.pow(safe, gamma_neg), 0.0)
+        else:
+            neg_weight = 1.0
+    else:  # no shift: p_m = p, and p^gamma_neg from log p as above
+        log_1m_pm = log_q
+        neg_weight = tf.exp(gamma_neg * log_p) if gamma_neg else 1.0
+    per_element = -(targets * pos_weight * log_p + (1.0 - targets) * neg_weight * log_1m_pm)
+    return masked_class_mean_sum(per_element, targets, global_batch_size)
+
+
+def uniform_loss(
+    kind: str,
+    logits: tf.Tensor,
+    targets: tf.Tensor,
+    global_batch_size: int | tf.Tensor,
+    options: dict,
+) -> tf.Tensor:
+    """The data loss of a kind without streaks (`sigmoid`, `weighted`, `asl`); `options` are
+    `LossParams`'s values. The `adaptive` kind needs the training state: `mlimages.train`."""
+    if kind == "sigmoid":
+        return sigmoid_loss(logits, targets, global_batch_size)
+    if kind == "weighted":
+        ones = uniform_coefficients(logits.shape[-1])
+        return weighted_sigmoid_loss(
+            logits, targets, ones, global_batch_size, options["pos_weight"]
+        )
+    if kind == "asl":
+        return asymmetric_loss(
+            logits, targets, global_batch_size,
+            options["asl_gamma_neg"], options["asl_gamma_pos"], options["asl_clip"],
+        )  # fmt: skip
+    raise ValueError(f"loss kind {kind!r}: expected sigmoid, weighted or asl")
 
 
 def weight_decay_loss(

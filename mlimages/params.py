@@ -142,14 +142,76 @@ class ModelParams(StrictModel):
         return value
 
 
-class LossParams(StrictModel):
-    """The adaptive weighted sigmoid cross-entropy (mlimages.loss); the authors' train.sh."""
+LossKind = Literal["adaptive", "sigmoid", "weighted", "asl"]
 
-    pos_weight: float = Field(12.0, gt=0)
+# The loss keys each kind reads beyond `kind` and `weight_decay` (mlimages.loss); a key set
+# for a kind that does not read it is refused (`LossParams._no_ignored_keys`).
+LOSS_KEYS_READ: dict[str, tuple[str, ...]] = {
+    "adaptive": ("pos_weight", "mask_thres", "neg_select", "select_seed", "counters"),
+    "sigmoid": (),
+    "weighted": ("pos_weight",),
+    "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip"),
+}
+
+
+class LossParams(StrictModel):
+    """The pretraining loss (mlimages.loss): the paper's adaptive weighted sigmoid
+    cross-entropy with the authors' train.sh values, or one of the ablation's variants."""
+
+    kind: LossKind = Field(
+        "adaptive",
+        description="adaptive: the paper's; sigmoid: plain sigmoid cross-entropy; weighted: "
+        "with pos_weight, no adaptive coefficients; asl: the asymmetric loss",
+    )
+    pos_weight: float = Field(12.0, gt=0, description="weight of a positive target's term")
     mask_thres: float = Field(0.7, gt=0, le=1, description="a target >= this is a positive")
     neg_select: float = Field(0.1, ge=0, le=1, description="share of negative-only classes drawn")
     select_seed: int = Field(1234, description="seed of the negative draw (flags.py random_seed)")
+    counters: Literal["global", "replica"] = Field(
+        "global",
+        description="adaptive streaks counted over the global batch, or each replica over its "
+        "own local batch (as the authors' single-GPU code run on every GPU)",
+    )
+    asl_gamma_neg: float = Field(4.0, ge=0, description="asl: focusing exponent of negatives")
+    asl_gamma_pos: float = Field(0.0, ge=0, description="asl: focusing exponent of positives")
+    asl_clip: float = Field(
+        0.05, ge=0, lt=1, description="asl: probability shifted off every negative (margin)"
+    )
     weight_decay: float = Field(1e-4, ge=0, description="L2 on all weights but batch norm")
+
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> LossParams:
+        """A key the chosen kind does not read is refused, as `Params._no_ignored_keys` does."""
+        read = set(LOSS_KEYS_READ[self.kind])
+        ignored = [
+            key
+            for key in self.model_fields_set
+            if key not in read and key not in ("kind", "weight_decay")
+        ]
+        if ignored:
+            problems = [
+                f"loss.{key} is set but loss.kind is {self.kind!r}, which does not read it, so "
+                f"it would be ignored; expected it only with "
+                + " or ".join(repr(k) for k, keys in LOSS_KEYS_READ.items() if key in keys)
+                for key in sorted(ignored)
+            ]
+            raise ValueError("; ".join(problems))
+        return self
+
+    def keys_read(self) -> list[str]:
+        """The keys this kind reads, `kind` first: what a saved profile lists."""
+        return ["kind", *LOSS_KEYS_READ[self.kind], "weight_decay"]
+
+    def in_effect(self) -> dict[str, Any]:
+        """The values this kind reads (a run's fingerprint). `kind` and `counters` at their
+        defaults are left out, so the paper's loss keeps the fingerprint it had before the
+        variants existed and its finished runs are reused."""
+        values = {key: getattr(self, key) for key in self.keys_read()}
+        if self.kind == "adaptive":
+            del values["kind"]
+            if self.counters == "global":
+                del values["counters"]
+        return values
 
 
 class ScheduleParams(StrictModel):
@@ -593,6 +655,8 @@ class Params(StrictModel):
         """Paths made absolute, so a saved params.yaml is itself a profile that loads anywhere."""
         dump = self.model_dump(mode="json")
         dump["runs_dir"] = str(self.resolve_path(self.runs_dir))
+        # Only the loss keys its kind reads: a saved file that set the others would be refused.
+        dump["loss"] = {key: dump["loss"][key] for key in self.loss.keys_read()}
         for key in ("dictionary", "train_list", "val_list"):
             value = dump["data"][key]
             if value is not None and "://" not in value:
@@ -692,6 +756,9 @@ def _describe(exc: ValidationError, where: str) -> str:
         key = ".".join(str(part) for part in error["loc"])
         if not key:  # a rule across sections: its message names the keys
             lines.append("  " + error["msg"].removeprefix("Value error, "))
+        elif error["type"] == "value_error" and isinstance(error.get("input"), dict):
+            # A rule across a section's keys (a model validator): its message names them.
+            lines.append(f"  key {key!r}: " + error["msg"].removeprefix("Value error, "))
         elif error["type"] == "extra_forbidden":
             expected = _known_keys(error["loc"][:-1])
             lines.append(f"  key {key!r}: unknown key; expected one of: {', '.join(expected)}")

@@ -114,12 +114,7 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
         log_every=p.log_every,
         eval_every=p.eval_every,
         eval_fn=eval_fn,
-        loss_options={
-            "mask_thres": params.loss.mask_thres,
-            "neg_select": params.loss.neg_select,
-            "pos_weight": params.loss.pos_weight,
-            "select_seed": params.loss.select_seed,
-        },
+        loss_options=params.loss.model_dump(exclude={"weight_decay"}),
         progress=p.progress,
         max_seconds=p.max_seconds,
         epoch_steps=steps_per_epoch,
@@ -174,7 +169,7 @@ def run_values(params: Params) -> dict[str, Any]:
 
     return {
         "model": params.model.model_dump(mode="json"),
-        "loss": params.loss.model_dump(mode="json"),
+        "loss": params.loss.in_effect(),  # ignored keys left out
         "schedule": params.schedule.model_dump(mode="json"),
         "pretrain": params.pretrain.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
         "pipeline": params.pipeline.model_dump(mode="json", exclude=fingerprint.DISPLAY_ONLY),
@@ -263,12 +258,22 @@ def plot_curves(out: Path):
 
 def plot_coefficients(out: Path):
     """The adaptive loss's coefficients of the batch's positive classes against the step:
-    median and 10-90% band, and the share at the 0.01 floor (`train.coefficient_summary`)."""
+    median and 10-90% band, and the share at the 0.01 floor (`train.coefficient_summary`).
+    A run of another loss kind has none: a figure saying so (notebook 04 runs on)."""
     import matplotlib.pyplot as plt
     import pandas as pd
+    import yaml
 
     from mlimages.train import read_log
 
+    saved = out / "params.yaml"
+    loss = yaml.safe_load(saved.read_text()).get("loss", {}) if saved.is_file() else {}
+    if loss.get("kind", "adaptive") != "adaptive":
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        text = f"no adaptive coefficients: loss.kind is {loss['kind']!r} (no streaks)"
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8)
+        ax.set_axis_off()
+        return fig
     log = pd.DataFrame(read_log(out))
     if "coef_median" not in log.columns:
         raise ValueError(f"{out / 'log.jsonl'}: no loss coefficients (multi-label runs log them)")

@@ -4,8 +4,9 @@ Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` (DESIGN §6) and
 optimizers trip over `merge_call` in custom loops, so the update is ours: the authors'
 TF1 `MomentumOptimizer` rule (accum = m·accum + g; w -= lr·accum), applied in a
 `merge_call` after an explicit all-reduce. The same loop serves the paper's multi-label
-loss (pretraining) and softmax cross-entropy (fine-tuning). With Horovod (`hvd`) the strategy
-is the default one and `hvd.allreduce` does the cross-worker sums instead.
+loss and the loss ablation's variants (pretraining, `LossParams.kind`) and softmax
+cross-entropy (fine-tuning). With Horovod (`hvd`) the strategy is the default one and
+`hvd.allreduce` does the cross-worker sums instead.
 """
 
 from __future__ import annotations
@@ -88,8 +89,14 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
         raw = [_tf_variable(v) for v in model.trainable_variables]
         slots = [tf.Variable(tf.zeros_like(v), trainable=False, name="momentum") for v in raw]
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        opts = task.loss_options
+        loss_variant = opts.get("kind", "adaptive") if task.loss_kind == "multilabel" else None
+        # Only the adaptive loss has streaks (the other kinds have no state to keep or log).
+        per_replica = opts.get("counters", "global") == "replica"
         counters = (
-            paper_loss.StreakCounters(task.num_classes) if task.loss_kind == "multilabel" else None
+            paper_loss.StreakCounters(task.num_classes, per_replica=per_replica)
+            if loss_variant == "adaptive"
+            else None
         )
     tracked = {"model": model, "slots": slots, "step": step}
     if counters is not None:
@@ -107,7 +114,9 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
     elif task.initialize is not None:
         task.initialize(model)
     if hvd is not None:
-        # Horovod: only rank 0 holds checkpoints; every rank starts from its state and step.
+        # Horovod: only rank 0 holds checkpoints; every rank starts from its state and step
+        # (per-replica streaks too: each rank resumes from rank 0's, as a tf.distribute restore
+        # gives every replica the first one's).
         state = [*model.variables, *slots, step, *(counters.variables if counters else ())]
         hvd.broadcast_variables([_tf_variable(v) for v in state], root_rank=0)
         resumed_from = int(step.numpy())
@@ -130,12 +139,18 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
             if counters is not None:
-                opts = task.loss_options
-                # The positive mask is the global batch's: all replicas must count the same.
-                local = tf.cast(paper_loss.positive_mask(targets, opts["mask_thres"]), tf.float32)
-                if hvd is not None:  # Horovod: sum over ranks (the default context's is local)
-                    local = hvd.allreduce(local, op=hvd.Sum)
-                positive = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local) > 0
+                mask = paper_loss.positive_mask(targets, opts["mask_thres"])
+                if per_replica:
+                    # counters: replica: this replica's own batch only, neither all-reduced
+                    # (tf.distribute) nor hvd.allreduce'd (Horovod: one replica a rank), and the
+                    # streaks are ON_READ variables: the update below writes the local copy.
+                    positive = mask
+                else:
+                    # The positive mask is the global batch's: all replicas must count the same.
+                    local = tf.cast(mask, tf.float32)
+                    if hvd is not None:  # Horovod: sum over ranks (the default context's is local)
+                        local = hvd.allreduce(local, op=hvd.Sum)
+                    positive = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local) > 0
                 # Same (seed, step) on every replica, so the same classes are drawn everywhere.
                 selected = paper_loss.negative_selection(
                     global_step, opts["select_seed"], task.num_classes, opts["neg_select"]
@@ -143,6 +158,10 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
                 coefficients = paper_loss.class_coefficients(counters, positive, selected)
                 data_loss = paper_loss.weighted_sigmoid_loss(
                     logits, targets, coefficients, task.global_batch, opts["pos_weight"]
+                )
+            elif loss_variant is not None:  # sigmoid, weighted, asl: no streaks
+                data_loss = paper_loss.uniform_loss(
+                    loss_variant, logits, targets, task.global_batch, opts
                 )
             else:
                 per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -216,6 +235,8 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
                 / max(elapsed, 1e-9),
             }
             if counters is not None:
+                # Per-replica streaks: this worker's first replica's copy, a local read with no
+                # collective, so no worker waits on another; global ones are the same everywhere.
                 record.update(coefficient_summary(counters.positive_streak.numpy()))
             if (
                 task.eval_fn is not None

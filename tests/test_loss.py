@@ -196,3 +196,187 @@ def test_one_replica_on_the_batch_equals_two_replicas_on_its_halves() -> None:
     assert report["global_streaks_equal"]
     assert report["local_loss_error"] > 1e-3
     assert not report["local_streaks_equal"]
+
+
+# The ablation's variants (LossParams.kind): values against numpy on soft targets with -1.
+def _example(seed: int = 0, big: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=20.0 if big else 2.0, size=(6, 5)).astype(np.float32)
+    targets = rng.choice([0.0, 0.0, 0.8, 0.9, 1.0, -1.0], size=(6, 5)).astype(np.float32)
+    return logits, targets
+
+
+def _numpy_loss(kind: str, logits: np.ndarray, targets: np.ndarray, batch: int, **o) -> float:
+    x, y = logits.astype(np.float64), targets.astype(np.float64)
+    p = 1 / (1 + np.exp(-x))
+    if kind == "sigmoid":
+        per = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    elif kind == "weighted":
+        per = -(12 * y * np.log(p) + (1 - y) * np.log(1 - p))
+    else:
+        gn, gp, clip = o.get("gamma_neg", 4.0), o.get("gamma_pos", 0.0), o.get("clip", 0.05)
+        pm = np.maximum(p - clip, 0)
+        per = -(y * (1 - p) ** gp * np.log(p) + (1 - y) * pm**gn * np.log(1 - pm))
+    per[targets == L.IGNORE_TARGET] = 0
+    return float((per.sum(0) / batch).sum())
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "weighted", "asl"])
+def test_each_variant_matches_numpy_with_soft_targets_and_the_mask(kind: str) -> None:
+    from mlimages.params import LossParams
+
+    options = LossParams(kind=kind).model_dump()
+    logits, targets = _example()
+    assert (targets == -1).any() and ((targets > 0) & (targets < 1)).any()
+    expected = _numpy_loss(kind, logits, targets, 8)  # a local 6 of a global batch of 8
+    got = L.uniform_loss(kind, tf.constant(logits), targets, 8, options).numpy()
+    assert got == pytest.approx(expected, rel=1e-5)
+    masked = targets.copy()
+    masked[0] = -1.0  # an image whose every target is -1 adds nothing
+    without = _numpy_loss(kind, logits[1:], targets[1:], 8)
+    assert L.uniform_loss(kind, tf.constant(logits), masked, 8, options).numpy() == pytest.approx(
+        without, rel=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05},
+        {"gamma_neg": 2.0, "gamma_pos": 1.0, "clip": 0.0},
+        {"gamma_neg": 0.0, "gamma_pos": 0.0, "clip": 0.2},
+        {"gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 0.1},
+    ],
+)
+def test_asymmetric_loss_matches_numpy_for_its_parameters(options: dict) -> None:
+    logits, targets = _example(1)
+    expected = _numpy_loss("asl", logits, targets, 6, **options)
+    assert L.asymmetric_loss(logits, targets, 6, **options).numpy() == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def test_asymmetric_loss_with_no_shift_and_no_focusing_is_the_sigmoid_loss() -> None:
+    logits, targets = _example(2)
+    plain = L.sigmoid_loss(logits, targets, 6).numpy()
+    asl = L.asymmetric_loss(logits, targets, 6, gamma_neg=0.0, gamma_pos=0.0, clip=0.0).numpy()
+    assert asl == pytest.approx(plain, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "weighted", "asl"])
+@pytest.mark.parametrize("gammas", [(4.0, 0.0), (0.5, 0.5)])
+def test_variants_give_finite_values_and_gradients_at_extreme_logits(kind, gammas) -> None:
+    from mlimages.params import LossParams
+
+    options = LossParams(kind=kind).model_dump() | {
+        "asl_gamma_neg": gammas[0],
+        "asl_gamma_pos": gammas[1],
+    }
+    logits, targets = _example(3, big=True)
+    logits[0, :] = [-200.0, 200.0, -100.0, 100.0, 0.0]  # sigmoid saturates in float32
+    targets[0, :] = [1.0, 0.0, 0.0, 0.9, 1.0]
+    x = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = L.uniform_loss(kind, x, targets, 6, options)
+    grad = tape.gradient(value, x).numpy()
+    assert np.isfinite(value.numpy()) and np.isfinite(grad).all()
+    assert value.numpy() > 0
+
+
+def test_weighted_kind_is_the_paper_term_with_every_coefficient_one() -> None:
+    logits, targets = _example(4)
+    weighted = L.uniform_loss("weighted", tf.constant(logits), targets, 6, {"pos_weight": 12.0})
+    ones = L.weighted_sigmoid_loss(logits, targets, np.ones(5, np.float32), 6)
+    assert weighted.numpy() == ones.numpy()
+    with pytest.raises(ValueError, match="loss kind 'adaptive'"):
+        L.uniform_loss("adaptive", tf.constant(logits), targets, 6, {})
+
+
+def test_streak_counters_default_to_global_synchronisation() -> None:
+    """The adaptive default keeps its variables as they were (checkpoints and values)."""
+    counters = L.StreakCounters(3)
+    assert not counters.per_replica
+    assert counters.positive_streak.synchronization == tf.VariableSynchronization.ON_WRITE
+    assert counters.positive_streak.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    per_replica = L.StreakCounters(3, per_replica=True)
+    assert per_replica.positive_streak.synchronization == tf.VariableSynchronization.ON_READ
+    coef = L.class_coefficients(per_replica, [True, False, False], [False, True, False])
+    np.testing.assert_allclose(coef.numpy(), [_pos_coef(1), _neg_coef(1), 0.0], rtol=1e-5)
+
+
+PER_REPLICA_STREAKS = textwrap.dedent(
+    """
+    import json
+    import tempfile
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from mlimages import loss as L
+
+    C, B = 6, 8
+    targets = np.zeros((B, C), np.float32)
+    targets[0, 0] = 1.0  # class 0 positive only in the first half, class 1 only in the second
+    targets[B - 1, 1] = 0.8
+    targets[:, 2] = 0.9  # class 2 positive in both halves
+    targets[2, 3] = -1.0
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dataset = tf.data.Dataset.from_tensor_slices(targets).batch(B).repeat()
+    report = {}
+    for counting in ("replica", "global"):
+        with strategy.scope():
+            counters = L.StreakCounters(C, per_replica=counting == "replica")
+        batches = iter(strategy.experimental_distribute_dataset(dataset))
+
+        @tf.function
+        def step(y, s):
+            def replica_fn(y):
+                if counting == "replica":  # as mlimages.train: the local mask, no all-reduce
+                    mask = L.positive_mask(y)
+                else:
+                    mask = L.global_positive_mask(y)
+                chosen = L.negative_selection(s, 1234, C, 1.0)  # every negative selected
+                return L.class_coefficients(counters, mask, chosen)
+
+            return strategy.run(replica_fn, args=(y,))
+
+        for s in range(3):
+            coef = step(next(batches), tf.constant(s, tf.int64))
+        entry = {
+            "t": [v.numpy().tolist() for v in counters.positive_streak.values],
+            "n": [v.numpy().tolist() for v in counters.negative_streak.values],
+            "coef": [c.numpy().tolist() for c in strategy.experimental_local_results(coef)],
+            "read": counters.positive_streak.numpy().tolist(),  # cross-replica: no collective
+        }
+        checkpoint = tf.train.Checkpoint(counters=counters)
+        path = checkpoint.save(tempfile.mkdtemp() + "/c")
+        with strategy.scope():
+            other = L.StreakCounters(C, per_replica=counting == "replica")
+        tf.train.Checkpoint(counters=other).restore(path).assert_consumed()
+        entry["restored"] = [v.numpy().tolist() for v in other.positive_streak.values]
+        report[counting] = entry
+    print(json.dumps(report))
+    """
+)
+
+
+def test_replica_counters_differ_where_the_halves_differ_and_global_ones_agree() -> None:
+    """`counters: replica` keeps each replica's streaks of its own half; `global` the same
+    streaks everywhere. A cross-replica read gives the first replica's copy, and a checkpoint
+    restores that copy to every replica."""
+    done = subprocess.run(
+        [sys.executable, "-c", PER_REPLICA_STREAKS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    local, shared = report["replica"], report["global"]
+    assert local["t"][0] == [3, 0, 3, 0, 0, 0] and local["t"][1] == [0, 3, 3, 0, 0, 0]
+    assert local["n"][0] == [0, 3, 0, 3, 3, 3] and local["n"][1] == [3, 0, 0, 3, 3, 3]
+    assert local["coef"][0] != local["coef"][1]
+    assert local["read"] == local["t"][0]
+    assert local["restored"] == [local["t"][0]] * 2
+    assert shared["t"][0] == shared["t"][1] == [3, 3, 3, 0, 0, 0]
+    assert shared["n"][0] == shared["n"][1] == [0, 0, 0, 3, 3, 3]
+    assert shared["coef"][0] == shared["coef"][1]
+    assert shared["restored"] == shared["t"]

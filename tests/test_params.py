@@ -134,3 +134,61 @@ def test_the_novel_task_and_k_are_off_by_default_and_name_their_splits() -> None
     assert preflight.check(novel).ok
     with pytest.raises(ParamsError, match="finetune.examples_per_class"):
         load_params("smoke", {"finetune.examples_per_class": 0})
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value"),
+    [
+        ("sigmoid", "mask_thres", 0.5),
+        ("weighted", "neg_select", 0.2),
+        ("asl", "select_seed", 1),
+        ("sigmoid", "counters", "replica"),
+        ("sigmoid", "pos_weight", 12.0),
+        ("asl", "pos_weight", 3.0),
+        ("adaptive", "asl_clip", 0.1),
+        ("weighted", "asl_gamma_neg", 2.0),
+        ("sigmoid", "asl_gamma_pos", 1.0),
+    ],
+)
+def test_a_loss_key_its_kind_ignores_is_refused(kind: str, key: str, value) -> None:
+    """Set explicitly, even to its default: the run would report a value it never used."""
+    named = f"key 'loss': loss.{key} is set but loss.kind is '{kind}'"
+    with pytest.raises(ParamsError, match=f"(?s)invalid parameters.*{named}"):
+        load_params("smoke", {"loss.kind": kind, f"loss.{key}": value})
+    if kind == "adaptive":  # the default kind, not set: refused all the same
+        with pytest.raises(ParamsError, match=named):
+            load_params("smoke", {f"loss.{key}": value})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"loss.kind": "adaptive", "loss.counters": "replica", "loss.mask_thres": 0.5},
+        {"loss.kind": "sigmoid", "loss.weight_decay": 0.0},
+        {"loss.kind": "weighted", "loss.pos_weight": 5.0},
+        {"loss.kind": "asl", "loss.asl_gamma_neg": 2.0, "loss.asl_gamma_pos": 1.0},
+        {"loss.kind": "asl", "loss.asl_clip": 0.0},
+    ],
+)
+def test_a_loss_key_its_kind_reads_is_accepted_and_saved_profiles_reload(
+    overrides: dict, runs: Path
+) -> None:
+    params = load_params("smoke", overrides)
+    for key, value in overrides.items():
+        assert getattr(params.loss, key.split(".")[1]) == value
+    saved = params.write(params.stage_dir("pretrain") / "params.yaml")
+    assert load_params(saved).loss == params.loss  # only the keys the kind reads are saved
+
+
+def test_the_paper_loss_keeps_its_fingerprint_and_defaults() -> None:
+    """The default is the paper's loss, and its runs' fingerprints predate the variants."""
+    loss = load_params("default").loss
+    assert (loss.kind, loss.counters) == ("adaptive", "global")
+    assert loss.in_effect() == {
+        "pos_weight": 12.0, "mask_thres": 0.7, "neg_select": 0.1, "select_seed": 1234,
+        "weight_decay": 1e-4,
+    }  # fmt: skip
+    replica = load_params("default", {"loss.counters": "replica"}).loss.in_effect()
+    assert replica["counters"] == "replica" and "kind" not in replica
+    asl = load_params("default", {"loss.kind": "asl"}).loss.in_effect()
+    assert set(asl) == {"kind", "asl_gamma_neg", "asl_gamma_pos", "asl_clip", "weight_decay"}

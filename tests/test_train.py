@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -103,3 +104,29 @@ def test_two_local_workers_train_and_checkpoint(smoke_runs: Path) -> None:
     assert Path(result["checkpoint"] + ".index").is_file()
     assert (out / "workers" / "worker-1.log").is_file()
     assert not list(out.glob("ckpt-*")), "only the chief keeps checkpoints"
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"loss.kind": "sigmoid"},
+        {"loss.kind": "weighted"},
+        {"loss.kind": "asl"},
+        {"loss.counters": "replica"},
+    ],
+    ids=["sigmoid", "weighted", "asl", "adaptive-replica-counters"],
+)
+def test_each_loss_kind_trains_to_a_finite_loss(smoke_runs: Path, loss: dict) -> None:
+    """The ablation's variants run through the engine; only the adaptive loss logs streaks."""
+    from mlimages.pretrain import run_pretrain_stage
+
+    out = smoke_runs / ("loss-" + "-".join(str(v) for v in loss.values()))
+    result = run_pretrain_stage(load_params("smoke", {**FAST, **loss, "pretrain.steps": 6}), out)
+    assert result["steps"] == 6 and math.isfinite(result["final_loss"])
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in log)
+    assert ("positive_classes" in log[-1]) == ("loss.counters" in loss)
+    if "loss.kind" in loss:  # notebook 04's figure says there are no coefficients
+        from mlimages.pretrain import plot_coefficients
+
+        assert "no adaptive coefficients" in plot_coefficients(out).axes[0].texts[0].get_text()
