@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,16 @@ def dumps_json(payload: Any, **kwargs: Any) -> str:
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     return write_text_atomic(path, dumps_json(payload, indent=2) + "\n")
+
+
+def copy_files_atomic(names: Iterable[str], source: Path, target: Path) -> list[Path]:
+    """Copy `source/<name>` to `target/<name>` for each name, each written then renamed, so
+    a reader of `target` never sees half a file."""
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in names:
+        tmp = target / f".{name}.tmp{os.getpid()}"
+        shutil.copyfile(source / name, tmp)
+        os.replace(tmp, target / name)
+        copied.append(target / name)
+    return copied

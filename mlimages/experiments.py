@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlimages import fingerprint, stats, sweep
-from mlimages.atomic import write_json_atomic, write_text_atomic
+from mlimages.atomic import copy_files_atomic, write_json_atomic, write_text_atomic
 from mlimages.params import Params, load_params
 
 STAGE = "experiments"
@@ -420,20 +420,12 @@ def readme_section(params: Params, loss: pd.DataFrame, efficiency: pd.DataFrame,
 def publish(params: Params, out: Path, section: str) -> list[Path]:
     """Copy the experiments' files to `<report.publish_dir>/experiments/` and rewrite the
     README's experiments section; nothing on profiles that publish nothing (smoke)."""
-    import os
-    import shutil
-
     from mlimages.report import update_readme
 
     written: list[Path] = []
     if params.report.publish_dir:
         target = params.resolve_path(params.report.publish_dir) / STAGE
-        target.mkdir(parents=True, exist_ok=True)
-        for name in FILES:
-            tmp = target / f".{name}.tmp{os.getpid()}"
-            shutil.copyfile(out / name, tmp)
-            os.replace(tmp, target / name)
-            written.append(target / name)
+        written += copy_files_atomic(FILES, out, target)
     if params.report.readme:
         readme = params.resolve_path(params.report.readme)
         update_readme(readme, section, README_START, README_END)

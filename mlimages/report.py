@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mlimages import paper, plan, verdicts
-from mlimages.atomic import write_json_atomic, write_text_atomic
+from mlimages.atomic import copy_files_atomic, write_json_atomic, write_text_atomic
 from mlimages.fingerprint import flatten
 from mlimages.params import Params, find_profile, load_params
 
@@ -722,12 +721,7 @@ def publish(params: Params, out: Path) -> list[Path]:
     written: list[Path] = []
     if params.report.publish_dir:
         target = params.resolve_path(params.report.publish_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (*TABLES, *FIGURES):
-            tmp = target / f".{name}.tmp{os.getpid()}"
-            shutil.copyfile(out / name, tmp)
-            os.replace(tmp, target / name)
-            written.append(target / name)
+        written += copy_files_atomic((*TABLES, *FIGURES), out, target)
     if params.report.readme:
         readme = params.resolve_path(params.report.readme)
         section = readme_section(out, params)
