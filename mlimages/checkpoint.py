@@ -83,7 +83,8 @@ def tf1_architecture(prefix: str) -> dict:
 
 
 def _from_tf1(prefix: str, *, depth, num_classes, blocks, width):
-    from mlimages.model import DEPTHS, LogitsMismatchError, build_resnet, load_tf1_checkpoint
+    from mlimages.model import DEPTHS, LogitsMismatchError, build_resnet
+    from mlimages.tf1_checkpoint import load_tf1_checkpoint
 
     found = tf1_architecture(prefix)
     if blocks is None and depth is None:

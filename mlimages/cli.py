@@ -203,7 +203,7 @@ def cmd_model_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_model_convert_tf1(args: argparse.Namespace) -> None:
-    from mlimages.model import convert_tf1
+    from mlimages.tf1_checkpoint import convert_tf1
 
     out = convert_tf1(
         args.checkpoint,

@@ -148,7 +148,8 @@ def load_pretrained(model, source: str | Path):
     with its name; names the source has and the model lacks are reported as `unused`.
     Returns `mlimages.model.LoadReport`.
     """
-    from mlimages.model import load_keras_weights, load_tf1_checkpoint
+    from mlimages.model import load_keras_weights
+    from mlimages.tf1_checkpoint import load_tf1_checkpoint
 
     load = load_keras_weights if Path(source).suffix == ".keras" else load_tf1_checkpoint
     return load(model, source, skip_logits=True)

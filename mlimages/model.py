@@ -6,6 +6,10 @@ internal op and cannot be imported). Layer names spell the authors' variable sco
 for `/` (Keras forbids `/` in names), which makes the map to and from their TF1 variable names
 a pure string transform; checkpoints load by that name map, never by graph structure.
 
+Nothing here needs TensorFlow: the model builds and runs on Keras 3's TensorFlow, JAX and
+PyTorch backends alike, and its `.keras` files open on all three. Reading and writing the
+authors' TF1 checkpoints does need it: `mlimages.tf1_checkpoint`.
+
 Architecture (DESIGN §3): stem = pad 3, 7x7/2 conv, 64 filters, nothing after it (no BN, ReLU
 or max-pool); bottleneck blocks are pre-activation (BN-ReLU before every conv); the first block
 of every stage, stage 0 included, has stride 2 on its 3x3 conv and a BN-ReLU-1x1 projection
@@ -23,9 +27,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from mlimages.atomic import write_text_atomic
 from mlimages.params import ModelParams
 
 DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -56,8 +58,27 @@ def stage_blocks(depth: int | None = None, blocks: Sequence[int] | None = None) 
 def dtype_policy(mixed_precision: bool | None = None) -> str:
     """`mixed_float16` where it pays (a GPU is visible) unless told; float32 on CPU."""
     if mixed_precision is None:
-        mixed_precision = bool(tf.config.list_physical_devices("GPU"))
+        mixed_precision = gpu_visible()
     return "mixed_float16" if mixed_precision else "float32"
+
+
+def gpu_visible() -> bool:
+    """Whether the Keras backend in use sees a GPU: each backend is asked in its own terms,
+    so that building a model needs no TensorFlow under JAX or PyTorch."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
 
 
 def build_resnet(
@@ -222,22 +243,6 @@ class LoadReport:
     unused: list[str] = field(default_factory=list)
 
 
-def load_tf1_checkpoint(
-    model: keras.Model, path: str | os.PathLike, *, skip_logits: bool = False
-) -> LoadReport:
-    """Assign an authors'-format checkpoint to `model` by variable name.
-
-    `path` is a checkpoint prefix or a folder with a `checkpoint` file. Every model variable
-    must be present (the logits may be skipped, e.g. for fine-tuning a new head); a missing
-    name or a shape mismatch stops with the variable's name. Names in the checkpoint that the
-    model has no variable for (global_step, optimiser slots, other heads) are reported.
-    """
-    prefix = _checkpoint_prefix(path)
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    return assign_by_name(model, shapes, reader.get_tensor, prefix, skip_logits=skip_logits)
-
-
 def load_keras_weights(
     model: keras.Model, path: str | os.PathLike, *, skip_logits: bool = False
 ) -> LoadReport:
@@ -335,67 +340,6 @@ def assign_by_name(
     return LoadReport(loaded=sorted(values), skipped=sorted(skipped), unused=unused)
 
 
-def export_tf1_checkpoint(model: keras.Model, prefix: str | os.PathLike) -> Path:
-    """Write `model` as a TF1 name-based checkpoint under the authors' names.
-
-    Their `finetune.py`/`extract_feature.py` (and `load_tf1_checkpoint`) restore it by name.
-    The files are written under a temporary prefix and renamed, then a `checkpoint` state file
-    naming the prefix is written next to them, as `tf.train.Saver` does.
-    """
-    prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    variables = tf1_variables(model)
-    names = sorted(variables)
-    tmp = prefix.with_name(f".{prefix.name}.tmp{os.getpid()}")
-    tf.raw_ops.SaveV2(
-        prefix=str(tmp),
-        tensor_names=names,
-        shape_and_slices=[""] * len(names),
-        tensors=[tf.convert_to_tensor(variables[n].value) for n in names],
-    )
-    for suffix in (".index", ".data-00000-of-00001"):
-        os.replace(f"{tmp}{suffix}", f"{prefix}{suffix}")
-    write_text_atomic(
-        prefix.parent / "checkpoint",
-        f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n',
-    )
-    return prefix
-
-
-def _checkpoint_prefix(path: str | os.PathLike) -> str:
-    path = Path(path)
-    if path.is_dir():
-        latest = tf.train.latest_checkpoint(str(path))
-        if latest is None:
-            raise FileNotFoundError(f"{path}: no checkpoint state file naming a checkpoint")
-        return latest
-    if not Path(f"{path}.index").is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint here (expected {path}.index)")
-    return str(path)
-
-
-def convert_tf1(
-    checkpoint: str | os.PathLike,
-    depth: int | None,
-    num_classes: int,
-    out: str | os.PathLike,
-    *,
-    blocks: Sequence[int] | None = None,
-    width: int = PAPER_WIDTH,
-) -> Path:
-    """An authors'-format checkpoint -> a `.keras` file (NHWC input in [-1, 1], logits out)."""
-    out = Path(out)
-    if out.suffix != ".keras":
-        raise ValueError(f"{out}: expected a file name ending in .keras")
-    model = build_resnet(num_classes, depth, blocks=blocks, width=width)
-    load_tf1_checkpoint(model, checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, out)
-    return out
-
-
 def summary(model: keras.Model) -> dict[str, int]:
     """Parameter counts, and what a TF1 checkpoint of the model holds."""
     tf1 = tf1_variables(model)
@@ -405,3 +349,16 @@ def summary(model: keras.Model) -> dict[str, int]:
         "tf1_variables": len(tf1),
         "tf1_floats": int(sum(np.prod(v.shape) for v in tf1.values())),
     }
+
+
+# The TF1 checkpoint functions need TensorFlow: they live in `mlimages.tf1_checkpoint` and are
+# still reachable here under their old names, imported only when asked for.
+_TF1_CHECKPOINT_NAMES = ("load_tf1_checkpoint", "export_tf1_checkpoint", "convert_tf1")
+
+
+def __getattr__(name: str):
+    if name in _TF1_CHECKPOINT_NAMES:
+        from mlimages import tf1_checkpoint
+
+        return getattr(tf1_checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
