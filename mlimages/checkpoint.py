@@ -146,5 +146,7 @@ def with_image_size(model, size: int):
 def model_label(model) -> str:
     """A results-table name: the model's name, with its width when not the paper's 64
     (e.g. `resnet_1_1_1_1_w16`)."""
-    width = model.get_layer("init.init_conv").filters
+    from mlimages.model import find_layer
+
+    width = find_layer(model, "init.init_conv").filters
     return model.name if width == 64 else f"{model.name}_w{width}"

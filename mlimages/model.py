@@ -7,8 +7,9 @@ for `/` (Keras forbids `/` in names), which makes the map to and from their TF1 
 a pure string transform; checkpoints load by that name map, never by graph structure.
 
 Nothing here needs TensorFlow: the model builds and runs on Keras 3's TensorFlow, JAX and
-PyTorch backends alike, and its `.keras` files open on all three. Reading and writing the
-authors' TF1 checkpoints does need it: `mlimages.tf1_checkpoint`.
+PyTorch backends. PyTorch forbids `.` in names, so there (and in the files `convert_tf1`
+writes for every backend) `-` joins the scopes instead. Reading and writing the authors' TF1
+checkpoints needs TensorFlow: `mlimages.tf1_checkpoint`.
 
 Architecture (DESIGN §3): stem = pad 3, 7x7/2 conv, 64 filters, nothing after it (no BN, ReLU
 or max-pool); bottleneck blocks are pre-activation (BN-ReLU before every conv); the first block
@@ -36,6 +37,11 @@ BN_MOMENTUM = 0.997
 BN_EPSILON = 1e-5
 FEATURES_LAYER = "global_pool.mean"
 LOGITS_LAYER = "logits"
+# PyTorch refuses `.` in parameter names, so under its backend, and in the `.keras` files that
+# `convert_tf1` writes for every backend, the scopes are joined with `-` instead (a character
+# no scope of the authors' holds, so the name map stays a pure string transform).
+SEPARATORS = (".", "-")
+PORTABLE_SEPARATOR = "-"
 
 # Keras weight name -> the TF1 sub-scope and variable name `tf.layers` gave it.
 _CONV_SCOPE = "conv2d"
@@ -90,26 +96,32 @@ def build_resnet(
     image_size: int | None = None,
     dtype: str = "float32",
     name: str | None = None,
+    separator: str | None = None,
 ) -> keras.Model:
     """The authors' ResNet as a Keras Functional model: NHWC images in [-1, 1] -> logits.
 
     `blocks` (4 counts) overrides `depth`; `width` is the stem's filters and stage 0's
     bottleneck width (stage outputs are 4, 8, 16, 32 times it; the paper's is 64). `dtype` is
     a Keras dtype policy such as `mixed_float16`; the logits layer always computes in float32
-    so the loss sees float32 logits.
+    so the loss sees float32 logits. `separator` joins the scopes of a layer name: `.` by
+    default, `-` under PyTorch (which refuses `.`) and for files meant for every backend.
     """
+    sep = separator or default_separator()
+    if sep not in SEPARATORS:
+        raise ValueError(f"separator: got {sep!r}; expected one of {SEPARATORS}")
     counts = stage_blocks(depth, blocks)
     if width < 1:
         raise ValueError(f"model width: got {width}; expected a positive integer")
     images = keras.Input(shape=(image_size, image_size, 3), name="images")
-    x = _conv(images, "init.init_conv", 7, width, 2, dtype)
+    x = _conv(images, f"init{sep}init_conv", 7, width, 2, dtype, sep)
     for stage, count in enumerate(counts):
         out = 4 * width * 2**stage
         for block in range(count):
             scope = f"stages_{stage}_block_{block}"
-            x = _bottleneck(x, scope, out, 2 if block == 0 else 1, block == 0, dtype)
-    x = _bn_relu(x, "global_pool.bn", dtype)
-    feat = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER, dtype=dtype)(x)
+            x = _bottleneck(x, scope, out, 2 if block == 0 else 1, block == 0, dtype, sep)
+    x = _bn_relu(x, f"global_pool{sep}bn", dtype, sep)
+    features = FEATURES_LAYER.replace(".", sep)
+    feat = keras.layers.GlobalAveragePooling2D(name=features, dtype=dtype)(x)
     logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER, dtype="float32")(feat)
     if name is None:
         name = f"resnet{depth}" if blocks is None else "resnet_" + "_".join(map(str, counts))
@@ -136,6 +148,19 @@ def model_from_params(
     return model
 
 
+def default_separator() -> str:
+    """`.` (the authors' scope path with `.` for `/`), except under PyTorch: `-`."""
+    return PORTABLE_SEPARATOR if keras.config.backend() == "torch" else "."
+
+
+def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """`model.get_layer` by the `.`-joined name, whichever separator the model was built with."""
+    for sep in SEPARATORS:
+        if any(layer.name == name.replace(".", sep) for layer in model.layers):
+            return model.get_layer(name.replace(".", sep))
+    return model.get_layer(name)  # raises, naming what was asked for
+
+
 def set_bn_momentum(model: keras.Model, momentum: float) -> None:
     """Keras reads `momentum` at every training call (and saves it in the config), so a
     built model can take a profile's deviation from the authors' 0.997."""
@@ -145,36 +170,48 @@ def set_bn_momentum(model: keras.Model, momentum: float) -> None:
 
 
 def _bottleneck(
-    x: keras.KerasTensor, scope: str, out: int, stride: int, projection: bool, dtype: str
+    x: keras.KerasTensor,
+    scope: str,
+    out: int,
+    stride: int,
+    projection: bool,
+    dtype: str,
+    sep: str,
 ) -> keras.KerasTensor:
     shortcut = x
     if projection:
-        shortcut = _bn_relu(x, f"{scope}.conv1_b1_bn", dtype)
-        shortcut = _conv(shortcut, f"{scope}.conv1_b1", 1, out, stride, dtype)
-    y = _bn_relu(x, f"{scope}.conv1_b2_bn", dtype)
-    y = _conv(y, f"{scope}.conv1_b2", 1, out // 4, 1, dtype)
-    y = _bn_relu(y, f"{scope}.conv2_b2_bn", dtype)
-    y = _conv(y, f"{scope}.conv2_b2", 3, out // 4, stride, dtype)
-    y = _bn_relu(y, f"{scope}.conv3_b2_bn", dtype)
-    y = _conv(y, f"{scope}.conv3_b2", 1, out, 1, dtype)
-    return keras.layers.Add(name=f"{scope}.add", dtype=dtype)([y, shortcut])
+        shortcut = _bn_relu(x, f"{scope}{sep}conv1_b1_bn", dtype, sep)
+        shortcut = _conv(shortcut, f"{scope}{sep}conv1_b1", 1, out, stride, dtype, sep)
+    y = _bn_relu(x, f"{scope}{sep}conv1_b2_bn", dtype, sep)
+    y = _conv(y, f"{scope}{sep}conv1_b2", 1, out // 4, 1, dtype, sep)
+    y = _bn_relu(y, f"{scope}{sep}conv2_b2_bn", dtype, sep)
+    y = _conv(y, f"{scope}{sep}conv2_b2", 3, out // 4, stride, dtype, sep)
+    y = _bn_relu(y, f"{scope}{sep}conv3_b2_bn", dtype, sep)
+    y = _conv(y, f"{scope}{sep}conv3_b2", 1, out, 1, dtype, sep)
+    return keras.layers.Add(name=f"{scope}{sep}add", dtype=dtype)([y, shortcut])
 
 
-def _bn_relu(x: keras.KerasTensor, name: str, dtype: str) -> keras.KerasTensor:
+def _bn_relu(x: keras.KerasTensor, name: str, dtype: str, sep: str) -> keras.KerasTensor:
     x = keras.layers.BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
     )(x)
-    return keras.layers.ReLU(name=f"{name}.relu", dtype=dtype)(x)
+    return keras.layers.ReLU(name=f"{name}{sep}relu", dtype=dtype)(x)
 
 
 def _conv(
-    x: keras.KerasTensor, name: str, kernel: int, filters: int, stride: int, dtype: str
+    x: keras.KerasTensor,
+    name: str,
+    kernel: int,
+    filters: int,
+    stride: int,
+    dtype: str,
+    sep: str,
 ) -> keras.KerasTensor:
     """The authors' `_pre_padding_conv`: explicit padding before a strided conv, SAME otherwise."""
     if stride > 1 and kernel > 1:
         before = (kernel - 1) // 2
         pad = (before, kernel - 1 - before)
-        x = keras.layers.ZeroPadding2D((pad, pad), name=f"{name}.pad", dtype=dtype)(x)
+        x = keras.layers.ZeroPadding2D((pad, pad), name=f"{name}{sep}pad", dtype=dtype)(x)
     return keras.layers.Conv2D(
         filters,
         kernel,
@@ -191,7 +228,7 @@ def _conv(
 def feature_model(model: keras.Model) -> keras.Model:
     """The same weights, returning `(logits, features)`: features are the pooled [N, C] vector
     (the authors' `net.feat`, squeezed as their `extract_feature.py` does)."""
-    feat = model.get_layer(FEATURES_LAYER).output
+    feat = find_layer(model, FEATURES_LAYER).output
     return keras.Model(model.input, [model.output, feat], name=f"{model.name}_features")
 
 
@@ -200,8 +237,10 @@ def feature_model(model: keras.Model) -> keras.Model:
 
 def tf1_name(layer: keras.layers.Layer, weight_name: str) -> str:
     """The TF1 variable name of one of our weights, e.g. `stages_0_block_0.conv1_b2` + `kernel`
-    -> `stages_0_block_0/conv1_b2/conv2d/kernel`."""
-    scope = layer.name.replace(".", "/")
+    -> `stages_0_block_0/conv1_b2/conv2d/kernel` (or `-` for `.`: either separator)."""
+    scope = layer.name
+    for sep in SEPARATORS:
+        scope = scope.replace(sep, "/")
     if isinstance(layer, keras.layers.Conv2D):
         return f"{scope}/{_CONV_SCOPE}/{weight_name}"
     if isinstance(layer, keras.layers.BatchNormalization):

@@ -19,6 +19,7 @@ import tensorflow as tf
 from mlimages.atomic import write_text_atomic
 from mlimages.model import (
     PAPER_WIDTH,
+    PORTABLE_SEPARATOR,
     LoadReport,
     assign_by_name,
     build_resnet,
@@ -90,11 +91,14 @@ def convert_tf1(
     blocks: Sequence[int] | None = None,
     width: int = PAPER_WIDTH,
 ) -> Path:
-    """An authors'-format checkpoint -> a `.keras` file (NHWC input in [-1, 1], logits out)."""
+    """An authors'-format checkpoint -> a `.keras` file (NHWC input in [-1, 1], logits out)
+    that opens on every Keras backend: layer names joined with `-`, as PyTorch needs."""
     out = Path(out)
     if out.suffix != ".keras":
         raise ValueError(f"{out}: expected a file name ending in .keras")
-    model = build_resnet(num_classes, depth, blocks=blocks, width=width)
+    model = build_resnet(
+        num_classes, depth, blocks=blocks, width=width, separator=PORTABLE_SEPARATOR
+    )
     load_tf1_checkpoint(model, checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.keras")
