@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= default
 KERNEL := mlimages
 
-.PHONY: study experiments test regress regress-update test-slow horovod-env test-horovod lint lab bench gpu clean
+.PHONY: study experiments test regress regress-update test-slow horovod-env test-horovod \
+	backends-env test-backends lint lab bench gpu clean
 
 $(STAMP): pyproject.toml setup.py mlimages/_labelscan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +78,42 @@ horovod-env: $(HVD_STAMP)  ## the Horovod backend's environment (TF 2.13 CPU, Gl
 test-horovod: $(HVD_STAMP)  ## two Horovod workers (Gloo) train, checkpoint, resume after kill -9
 	$(HVD_BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider tests/horovod
 
+# Keras 3's JAX and PyTorch backends: their own venv (CPU builds, no TensorFlow), so that .venv
+# stays as it is. torch==2.13.0 is a CPU build this machine's pip finds on its disk (a plain
+# `torch` would be the multi-GB CUDA one): set TORCH to a CPU build's spec elsewhere. The
+# authors' checkpoint fixture is converted first by the main environment (reading TF1 needs
+# TensorFlow); the tests run once per backend.
+BK_VENV := .venv-backends
+BK_BIN := $(BK_VENV)/bin
+BK_STAMP := $(BK_VENV)/.installed-stamp
+PYTHON_BACKENDS ?= python3.11
+TORCH ?= torch==2.13.0
+MLIMAGES_REFERENCE ?= ../shared/ml-images
+AUTHORS_CKPT := $(MLIMAGES_REFERENCE)/ckpt-resnet50-authors-random
+CONVERTED := runs/backends/resnet50.keras
+
+$(BK_STAMP): pyproject.toml
+	test -x $(BK_BIN)/python || $(PYTHON_BACKENDS) -m venv $(BK_VENV)
+	$(BK_BIN)/python -m pip install --quiet --upgrade pip
+	$(BK_BIN)/python -m pip install --quiet '$(TORCH)' 'keras>=3.15,<4' jax jaxlib 'numpy>=1.26' \
+		h5py 'pydantic>=2.5' 'pyyaml>=6' 'pytest>=8' 'pytest-timeout>=2.3'
+	$(BK_BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(BK_STAMP)
+
+backends-env: $(BK_STAMP)  ## the JAX and PyTorch backends' environment (CPU builds)
+
+$(CONVERTED): $(STAMP)
+	@if test -f $(AUTHORS_CKPT)/model.ckpt.index; then \
+		$(BIN)/mlimages model convert-tf1 $(AUTHORS_CKPT)/model.ckpt --depth 50 \
+			--num-classes 10 --out $(CONVERTED); \
+	else echo "no checkpoint fixture at $(AUTHORS_CKPT): its conversion test will skip"; fi
+
+test-backends: $(BK_STAMP) $(CONVERTED)  ## model, loss, momentum, converted file, benchmark: JAX, PyTorch
+	for backend in jax torch; do \
+		KERAS_BACKEND=$$backend MLIMAGES_CONVERTED=$(CONVERTED) \
+		$(BK_BIN)/python -m pytest -q --timeout=900 -p no:cacheprovider tests/backends || exit 1; \
+	done
+
 lab: $(STAMP)  ## JupyterLab on the notebooks (installed with everything else by the venv)
 	$(BIN)/jupyter lab notebooks/
 
@@ -90,4 +127,4 @@ gpu: $(STAMP)  ## swap the CPU build of TensorFlow for the CUDA one (Linux x86_6
 	$(BIN)/python -m pip install --quiet 'tensorflow[and-cuda]>=2.16'
 
 clean:
-	rm -rf $(VENV) $(HVD_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(HVD_VENV) $(BK_VENV) runs .pytest_cache

@@ -201,4 +201,4 @@ def _torch_step(model, optimizer, images, loss_of) -> float:
     grads = [v.value.grad for v in model.trainable_variables]
     with torch.no_grad():
         optimizer.apply(grads, model.trainable_variables)
-    return float(loss)
+    return float(loss.detach())

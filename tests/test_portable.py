@@ -89,4 +89,5 @@ def test_a_training_step_runs_on_tensorflow(batch: dict) -> None:
     rates = portable.decay_rates(model, 1e-4)
     loss = portable.train_step(model, optimizer, images, batch["targets"], coefficients, rates)
     assert np.isfinite(loss)
-    assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+    after = [v.numpy() for v in model.trainable_variables]
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
