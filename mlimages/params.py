@@ -510,6 +510,7 @@ class LossVariant(StrictModel):
 
     name: str = Field(pattern=r"^[a-z0-9_]+$", description="short name: lower case, digits, _")
     overrides: dict[str, Any] = Field({}, description="dotted parameters, e.g. loss.kind: asl")
+    against: str = Field("paper", description="the arm its differences are measured against")
 
 
 DEFAULT_LOSS_VARIANTS = (
@@ -519,7 +520,9 @@ DEFAULT_LOSS_VARIANTS = (
     LossVariant(name="asl", overrides={"loss.kind": "asl"}),
     LossVariant(name="paper_2_workers", overrides={"pretrain.workers": 2}),
     LossVariant(
-        name="per_worker_counters", overrides={"loss.counters": "replica", "pretrain.workers": 2}
+        name="per_worker_counters",
+        overrides={"loss.counters": "replica", "pretrain.workers": 2},
+        against="paper_2_workers",  # the same two workers, counters over the global batch
     ),
 )
 
@@ -550,6 +553,9 @@ class ExperimentsParams(StrictModel):
         names = [v.name for v in value]
         if len(set(names)) != len(names):
             raise ValueError(f"loss variant names {names}; expected each once")
+        unknown = [f"{v.name} against {v.against}" for v in value if v.against not in names]
+        if unknown:
+            raise ValueError(f"loss variants {unknown}: expected `against` to name an arm")
         return value
 
 

@@ -39,7 +39,11 @@ def test_every_arm_is_paired_by_seed_against_the_papers_loss() -> None:
     asl = summary[(summary["loss"] == "asl") & (summary["metric"] == "map")].iloc[0]
     assert asl["low"] < 0 < asl["high"] and asl["reading"] == "no difference shown"
     paper = summary[summary["loss"] == "paper"]
-    assert (paper["reading"] == "the reference").all() and paper["difference"].isna().all()
+    assert (paper["reading"] == "reference").all() and paper["difference"].isna().all()
+    against_asl = experiments.loss_summary(_loss_table(), {"sigmoid": "asl"})
+    row = against_asl[(against_asl["loss"] == "sigmoid") & (against_asl["metric"] == "map")]
+    assert row["against"].iloc[0] == "asl" and row["difference"].iloc[0] == pytest.approx(-5.0)
+    assert "`sigmoid` against `paper`: mAP -5.0 [" in experiments.loss_findings(summary)
 
 
 def test_loss_points_pair_pretraining_and_transfer_seeds_and_keep_the_data() -> None:
@@ -165,3 +169,11 @@ def test_every_point_of_a_profiles_experiments_resolves(profile: str) -> None:
     for name, overrides in points.items():
         point = load_params(profile, overrides)
         assert point.finetune.seeds, name
+
+
+def test_a_reference_arm_that_does_not_exist_is_refused() -> None:
+    from mlimages.params import ParamsError
+
+    arms = [{"name": "paper"}, {"name": "asl", "overrides": {"loss.kind": "asl"}, "against": "x"}]
+    with pytest.raises(ParamsError, match="asl against x"):
+        load_params("smoke", {"experiments.losses": arms})
