@@ -327,8 +327,8 @@ def _multilabel_f1(path: Path) -> dict[int, float]:
 
 # Keys that describe where files are or how a run is watched, not the method.
 _NOT_METHOD = (
-    "profile", "seed", "runs_dir", "data.", "synth.", "subset.", "download.", "explore.",
-    "records.", "report.", "plan.",
+    "profile", "seed", "runs_dir", "run_name", "data.", "synth.", "subset.", "download.",
+    "explore.", "records.", "report.", "plan.", "experiments.",
     "pipeline.preview_images", "pipeline.throughput_images", "pipeline.shuffle_buffer",
     "pipeline.cycle_length", "finetune.ckpt", "finetune.init_checkpoint", "finetune.strategy",
     "pretrain.strategy", "pretrain.workers", "pretrain.max_seconds",
