@@ -71,7 +71,7 @@ def dtype_policy(mixed_precision: bool | None = None) -> str:
 def gpu_visible() -> bool:
     """Whether the Keras backend in use sees a GPU: each backend is asked in its own terms,
     so that building a model needs no TensorFlow under JAX or PyTorch."""
-    backend = keras.config.backend()
+    backend = _backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -150,7 +150,13 @@ def model_from_params(
 
 def default_separator() -> str:
     """`.` (the authors' scope path with `.` for `/`), except under PyTorch: `-`."""
-    return PORTABLE_SEPARATOR if keras.config.backend() == "torch" else "."
+    return PORTABLE_SEPARATOR if _backend() == "torch" else "."
+
+
+def _backend() -> str:
+    """The Keras backend's name; `keras.backend.backend()` is Keras 2's spelling too (the
+    Horovod environment's), where `keras.config` does not exist."""
+    return keras.backend.backend()
 
 
 def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
