@@ -212,7 +212,7 @@ def choose_subset(params: Params, table: LabelTable) -> tuple[LabelTable, pd.Dat
         table,
         num_classes,
         spec,
-        seed=params.seed if spec.seed is None else spec.seed,
+        seed=params.subset_seed,
         max_side=params.download.max_side,
         taxonomy=taxonomy,
     )

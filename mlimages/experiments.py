@@ -47,8 +47,8 @@ def _pins(params: Params) -> dict[str, Any]:
     """A point that changes `seed` changes the pretraining's seed only: the subset and the
     record order keep the profile's, so every point shares its data."""
     return {
-        "subset.seed": params.seed if params.subset.seed is None else params.subset.seed,
-        "records.seed": params.seed if params.records.seed is None else params.records.seed,
+        "subset.seed": params.subset_seed,
+        "records.seed": params.records_seed,
     }
 
 

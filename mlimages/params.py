@@ -652,6 +652,16 @@ class Params(StrictModel):
         base = os.environ.get(RUNS_DIR_ENV) or self.runs_dir
         return self.resolve_path(base) / (self.run_name or self.profile)
 
+    @property
+    def subset_seed(self) -> int:
+        """The subset's seed: its own, else the profile's."""
+        return self.seed if self.subset.seed is None else self.subset.seed
+
+    @property
+    def records_seed(self) -> int:
+        """The record order's seed: its own, else the profile's."""
+        return self.seed if self.records.seed is None else self.records.seed
+
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / stage
         path.mkdir(parents=True, exist_ok=True)

@@ -798,7 +798,7 @@ def _fingerprint(folder: Path, num_classes: int, params: Params, split: str) -> 
 
 
 def _seed(params: Params) -> int:
-    return params.seed if params.records.seed is None else params.records.seed
+    return params.records_seed
 
 
 def split_index(params: Params, split: str) -> SplitIndex:

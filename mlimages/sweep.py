@@ -115,13 +115,13 @@ def stage_inputs(params: Params, stage: str) -> dict[str, Any]:
     if stage == "data":
         return inputs
     subset = params.subset.model_dump(mode="json")
-    subset["seed"] = params.seed if params.subset.seed is None else params.subset.seed
+    subset["seed"] = params.subset_seed
     inputs["subset"] = subset
     inputs["download"] = params.download.model_dump(mode="json", exclude={"progress", "workers"})
     if stage == "download":
         return inputs
     records = params.records.model_dump(mode="json", exclude={"progress", "workers"})
-    records["seed"] = params.seed if params.records.seed is None else params.records.seed
+    records["seed"] = params.records_seed
     inputs["records"] = records
     if stage == "records":
         return inputs
