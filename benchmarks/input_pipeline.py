@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlimages import records
-from mlimages.annotations import LabelTable, read_label_list
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.input import records
 
 NUM_CLASSES = 11_166
 CORES_GOAL = 6.0  # cores a GPU for the full pipeline at GPU_IMAGES_PER_S, at most
@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--out-json", help="write the figures here too")
     args = parser.parse_args()
 
-    from mlimages import pipeline  # TensorFlow: after the argument check
+    from mlimages.input import pipeline  # TensorFlow: after the argument check
 
     with tempfile.TemporaryDirectory() as tmp:
         index = write_records(Path(tmp), args.images)

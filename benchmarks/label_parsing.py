@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlimages import annotations
-from mlimages.annotations import label_stats, read_label_list
+from mlimages.data import annotations
+from mlimages.data.annotations import label_stats, read_label_list
 
 NUM_CLASSES = 11_166
 SPEEDUP_GOAL = 10.0

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from label_parsing import NUM_CLASSES, write_list
 
-from mlimages.annotations import read_label_list
-from mlimages.list_check import check_list
-from mlimages.taxonomy import load_dictionary
+from mlimages.data.annotations import read_label_list
+from mlimages.data.list_check import check_list
+from mlimages.data.taxonomy import load_dictionary
 
 RATIO_GOAL = 5.0
 DICTIONARY = (

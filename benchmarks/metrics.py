@@ -1,10 +1,10 @@
-"""Multi-label metrics at the paper's scale: streamed `mlimages.metrics` against full argsorts.
+"""Multi-label metrics at the paper's scale: streamed `mlimages.core.metrics` against full argsorts.
 
 Writes seeded scores and labels of the paper's validation set size (88,739 images x 11,166
 classes: 4 GB of float32 scores, 1 GB of uint8 labels) to `.npy` files a block at a time,
 then, each in its own process, computes instance-level P/R/F1 at k = 5 and 10 and mAP:
 
-- ours: `mlimages.metrics.multilabel_metrics` over `NpySource` (blocks read with plain file
+- ours: `mlimages.core.metrics.multilabel_metrics` over `NpySource` (blocks read with plain file
   reads; `argpartition` for top-k, per-block column sorts for AP);
 - reference: a full `argsort` of every row for top-k and of every column for AP (the
   scikit-learn way), over the files memory-mapped.
@@ -40,7 +40,7 @@ def generate(out: Path, images: int, classes: int, seed: int = 0, block: int = 2
     """Labels: ~8.72 classes an image, class popularity Zipf-like; scores in [0, 1] on a grid of
     1/4096 (ties, as saturated sigmoids give), positives drawn higher than negatives so that
     F1@5 and F1@10 come out near the paper's 23.3 and 28.1."""
-    from mlimages.npy import NpyWriter
+    from mlimages.core.npy import NpyWriter
 
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, classes + 1) ** 0.8
@@ -62,7 +62,7 @@ def generate(out: Path, images: int, classes: int, seed: int = 0, block: int = 2
 
 
 def ours(folder: Path) -> dict[str, float]:
-    from mlimages.metrics import NpySource, multilabel_metrics
+    from mlimages.core.metrics import NpySource, multilabel_metrics
 
     result = multilabel_metrics(NpySource(folder / "scores.npy", folder / "labels.npy"), KS)
     summary = result.summary()

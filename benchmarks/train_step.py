@@ -107,7 +107,7 @@ def check_counter() -> None:
     """The graph count agrees with the analytic one on a small model of ours."""
     import tensorflow as tf
 
-    from mlimages.model import build_resnet
+    from mlimages.paper.model import build_resnet
 
     model = build_resnet(10, blocks=(1, 2, 1, 1), width=8, image_size=40)
     forward = tf.function(lambda x: model(x, training=False))
@@ -211,7 +211,7 @@ def build_models(size: int, policy: str) -> tuple[keras.Model, keras.Model]:
     """Our ResNet-101 and `keras.applications.ResNet101`, both in `policy`."""
     import keras
 
-    from mlimages.model import build_resnet
+    from mlimages.paper.model import build_resnet
 
     keras.mixed_precision.set_global_policy(policy)  # keras.applications follows the global one
     keras.utils.set_random_seed(0)
@@ -352,7 +352,7 @@ def backend_device(backend: str) -> str:
 def run_other_backend(args: argparse.Namespace) -> int:
     """JAX or PyTorch: images/s of both models in one run and their ratio, no goal (the FLOP
     counter reads TensorFlow graphs, and images/s alone compares unequal architectures)."""
-    from mlimages.model import gpu_visible
+    from mlimages.paper.model import gpu_visible
 
     if args.gpu and not args.rehearse and not gpu_visible():
         print(f"--gpu: no GPU visible to {args.backend}", file=sys.stderr)

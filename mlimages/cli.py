@@ -19,7 +19,7 @@ MERGE_VERB = "download merge"  # one parser name: `download`'s list argument is 
 def _emit(payload: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
     """Print `payload`: strict JSON with `--json` (non-finite floats as null), else text."""
     if as_json:
-        from mlimages.atomic import dumps_json
+        from mlimages.core.atomic import dumps_json
 
         print(dumps_json(payload, indent=2))
     elif text is not None:
@@ -51,17 +51,17 @@ def _json_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_taxonomy_stats(args: argparse.Namespace) -> None:
-    from mlimages.taxonomy import load_dictionary
+    from mlimages.data.taxonomy import load_dictionary
 
     _emit(load_dictionary(args.dictionary).stats(), args.json)
 
 
 def cmd_annotations_stats(args: argparse.Namespace) -> None:
-    from mlimages.annotations import label_stats, read_label_list
+    from mlimages.data.annotations import label_stats, read_label_list
 
     taxonomy = None
     if args.dictionary:
-        from mlimages.taxonomy import load_dictionary
+        from mlimages.data.taxonomy import load_dictionary
 
         taxonomy = load_dictionary(args.dictionary)
     elif args.close:
@@ -74,11 +74,11 @@ def cmd_annotations_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_annotations_check(args: argparse.Namespace) -> int:
-    from mlimages.list_check import check_list, render
+    from mlimages.data.list_check import check_list, render
 
     taxonomy = None
     if args.dictionary:
-        from mlimages.taxonomy import load_dictionary
+        from mlimages.data.taxonomy import load_dictionary
 
         taxonomy = load_dictionary(args.dictionary)
     report = check_list(
@@ -97,7 +97,7 @@ def cmd_annotations_check(args: argparse.Namespace) -> int:
 
 
 def cmd_params_show(args: argparse.Namespace) -> None:
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
 
     params = load_params(args.params, args.overrides)
     if args.json:
@@ -107,8 +107,8 @@ def cmd_params_show(args: argparse.Namespace) -> None:
 
 
 def cmd_params_check(args: argparse.Namespace) -> int:
-    from mlimages import preflight
-    from mlimages.params import load_params
+    from mlimages.config import preflight
+    from mlimages.config.params import load_params
 
     result = preflight.check(load_params(args.params, args.overrides))
     _emit(result.as_dict(), args.json, lambda _: result.text())
@@ -118,8 +118,8 @@ def cmd_params_check(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mlimages.params import load_params
-    from mlimages.synthetic import generate, statistics
+    from mlimages.config.params import load_params
+    from mlimages.data.synthetic import generate, statistics
 
     params = load_params(args.params, args.overrides)
     out = Path(args.out) if args.out else params.run_dir / "data" / "mini"
@@ -135,8 +135,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_explore(args: argparse.Namespace) -> None:
-    from mlimages import explore
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.data import explore
 
     params = load_params(args.params, args.overrides)
     params.write(params.stage_dir(explore.STAGE) / "params.yaml")
@@ -148,8 +148,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     import contextlib
     import sys
 
-    from mlimages.params import parse_override
-    from mlimages.sweep import parse_grid, run_sweep
+    from mlimages.config.params import parse_override
+    from mlimages.study.sweep import parse_grid, run_sweep
 
     overrides = dict(parse_override(o) for o in args.overrides)
     # With --json, stdout holds the JSON alone: the runner's progress lines go to stderr.
@@ -170,8 +170,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def cmd_study(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mlimages.params import parse_override
-    from mlimages.study import run_study
+    from mlimages.config.params import parse_override
+    from mlimages.study.runner import run_study
 
     overrides = dict(parse_override(o) for o in args.overrides)
     runs = run_study(
@@ -196,14 +196,14 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_model_summary(args: argparse.Namespace) -> None:
-    from mlimages.model import build_resnet, summary
+    from mlimages.paper.model import build_resnet, summary
 
     model = build_resnet(args.num_classes, args.depth, blocks=args.blocks, width=args.width)
     _emit({"model": model.name, "num_classes": args.num_classes, **summary(model)}, args.json)
 
 
 def cmd_model_convert_tf1(args: argparse.Namespace) -> None:
-    from mlimages.tf1_checkpoint import convert_tf1
+    from mlimages.paper.tf1_checkpoint import convert_tf1
 
     out = convert_tf1(
         args.checkpoint,
@@ -218,7 +218,7 @@ def cmd_model_convert_tf1(args: argparse.Namespace) -> None:
 
 def _download_params(args: argparse.Namespace):
     """The profile's `download` section with the command line's flags on top."""
-    from mlimages.params import DownloadParams, load_params
+    from mlimages.config.params import DownloadParams, load_params
 
     params = load_params(args.params, args.overrides)
     flags = {
@@ -235,13 +235,13 @@ def _download_params(args: argparse.Namespace):
 
 
 def cmd_subset(args: argparse.Namespace) -> None:
-    from mlimages import subset
-    from mlimages.annotations import read_label_list
-    from mlimages.params import SubsetParams
+    from mlimages.config.params import SubsetParams
+    from mlimages.data import subset
+    from mlimages.data.annotations import read_label_list
 
     taxonomy = None
     if args.dictionary:
-        from mlimages.taxonomy import load_dictionary
+        from mlimages.data.taxonomy import load_dictionary
 
         taxonomy = load_dictionary(args.dictionary)
     table = read_label_list(args.label_list, num_classes=taxonomy and taxonomy.num_classes)
@@ -265,7 +265,7 @@ def cmd_subset(args: argparse.Namespace) -> None:
 def cmd_download(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mlimages import download
+    from mlimages.fetch import download
 
     params, options = _download_params(args)
     if args.label_list is None:  # the whole stage of the profile, as notebook 02 runs it
@@ -279,12 +279,12 @@ def cmd_download(args: argparse.Namespace) -> None:
         return
     if not args.out:
         raise ValueError("--out DIR is required with a label list")
-    from mlimages.annotations import read_label_list
+    from mlimages.data.annotations import read_label_list
 
     table = read_label_list(args.label_list, progress=options.progress)
     out = Path(args.out)
     if args.shard:  # this job's part only, into OUT/shard-I-of-N with its shard.json
-        from mlimages import shard
+        from mlimages.fetch import shard
 
         index, count = shard.parse_shard(args.shard)
         table = shard.select_shard(table, index, count)
@@ -304,7 +304,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_download_merge(args: argparse.Namespace) -> None:
-    from mlimages.shard import merge
+    from mlimages.fetch.shard import merge
 
     _emit(merge(args.out, args.parts, partial=args.partial), args.json)
 
@@ -312,8 +312,8 @@ def cmd_download_merge(args: argparse.Namespace) -> None:
 def cmd_imagenet_extract(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mlimages.annotations import read_label_list
-    from mlimages.imagenet import extract
+    from mlimages.data.annotations import read_label_list
+    from mlimages.fetch.imagenet import extract
 
     _, options = _download_params(args)
     table = read_label_list(args.label_list, progress=options.progress)
@@ -331,15 +331,15 @@ def _fetch_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_records_write(args: argparse.Namespace) -> None:
-    from mlimages import records
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.input import records
 
     params = load_params(args.params, args.overrides)
     _emit(records.run_records_stage(params, args.split), args.json)
 
 
 def cmd_records_inspect(args: argparse.Namespace) -> None:
-    from mlimages import records
+    from mlimages.input import records
 
     _emit(
         records.inspect(args.shard, args.limit),
@@ -351,13 +351,13 @@ def cmd_records_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline_measure(args: argparse.Namespace) -> None:
-    from mlimages import records
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.input import records
 
     params = load_params(args.params, args.overrides)
     augment = params.pipeline.augment and not args.no_augment
     index = records.split_index(params, args.split)
-    from mlimages import pipeline  # TensorFlow: only once the records are found
+    from mlimages.input import pipeline  # TensorFlow: only once the records are found
 
     mode = pipeline.FINETUNE if index.single_label else pipeline.PRETRAIN
     size = args.image_size or params.pretrain.image_size
@@ -374,9 +374,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
-    from mlimages import horovod_backend, pretrain
-    from mlimages.distributed import WORKER_ENV, launch_local_workers
-    from mlimages.params import load_params, parse_override
+    from mlimages.config.params import load_params, parse_override
+    from mlimages.train import horovod_backend, pretrain
+    from mlimages.train.distributed import WORKER_ENV, launch_local_workers
 
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.backend:
@@ -402,23 +402,25 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from mlimages import finetune
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.train import finetune
 
     params = load_params(args.params, args.overrides)
     _emit(finetune.run_finetune_stage(params, args.ckpt, args.seed), args.json)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from mlimages import report
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.report import paper_vs_ours
 
     params = load_params(args.params, args.overrides)
-    _emit(report.run_report_stage(params), args.json, lambda r: f"{r['out']}\n{r['summary']}")
+    _emit(
+        paper_vs_ours.run_report_stage(params), args.json, lambda r: f"{r['out']}\n{r['summary']}"
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from mlimages import plan
+    from mlimages.train import plan
 
     if args.paper:
         run = plan.paper_run(args.price, args.mbit_per_s or 1000.0)
@@ -430,7 +432,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
         )
         return
     if args.images is None:  # a profile's own pretraining, as `mlimages study` would run it
-        from mlimages.params import load_params
+        from mlimages.config.params import load_params
 
         params = load_params(args.params, args.overrides)
         _emit(plan.profile_plan(params, args.gpu, args.gpus or 1).as_dict(), args.json)
@@ -486,7 +488,7 @@ def _architecture(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_metrics(args: argparse.Namespace) -> None:
-    from mlimages.metrics import NpySource, multilabel_metrics
+    from mlimages.core.metrics import NpySource, multilabel_metrics
 
     source = NpySource(args.scores, args.labels)
     result = multilabel_metrics(source, (args.k,), args.threshold, args.score_threshold)
@@ -496,28 +498,28 @@ def cmd_metrics(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from mlimages import evaluate
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.evaluate import checkpoints
 
     params = load_params(args.params, args.overrides)
     if args.ckpt is None:
-        summary = evaluate.run_evaluate_stage(params)["summary"]
+        summary = checkpoints.run_evaluate_stage(params)["summary"]
     else:
         if args.out is None:
             raise ValueError("--ckpt needs --out (a folder for its metrics.json and tables)")
-        summary = evaluate.evaluate_checkpoint(
+        summary = checkpoints.evaluate_checkpoint(
             params, args.ckpt, args.out, args.split, args.image_size, args.sizes
         )
     _emit(summary, args.json)
 
 
 def cmd_tag(args: argparse.Namespace) -> None:
-    from mlimages import tagging
+    from mlimages.evaluate import tagging
 
     dictionary = args.dictionary
     if dictionary is None:
-        from mlimages.evaluate import profile_dictionary
-        from mlimages.params import load_params
+        from mlimages.config.params import load_params
+        from mlimages.evaluate.checkpoints import profile_dictionary
 
         dictionary = profile_dictionary(load_params(args.params, args.overrides))
         if dictionary is None:
@@ -541,7 +543,7 @@ def cmd_tag(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from mlimages.features import run_features
+    from mlimages.evaluate.features import run_features
 
     result = run_features(
         args.inputs, args.ckpt, args.out, args.image_size, args.ten_crop, args.batch,
@@ -770,7 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--num-classes", type=int, default=11166)
-    p.add_argument("--gpu", help="a GPU of mlimages.plan.GPUS (default: A100-80GB)")
+    p.add_argument("--gpu", help="a GPU of mlimages.train.plan.GPUS (default: A100-80GB)")
     p.add_argument("--gpus", type=int, help="GPU count (default 1)")
     p.add_argument("--images-per-s", type=float, help="measured training rate a GPU")
     p.add_argument("--scaling", type=float, help="multi-GPU efficiency (default: the table's)")
@@ -828,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mlimages.params import ParamsError
+    from mlimages.config.params import ParamsError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["download", "merge"]:  # `download` takes an optional list: route by hand

@@ -52,8 +52,9 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def smoke_stages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A runs folder holding the smoke profile's download and records stages, once a module."""
-    from mlimages import download, records
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
+    from mlimages.fetch import download
+    from mlimages.input import records
 
     runs = tmp_path_factory.mktemp("runs")
     mp = pytest.MonkeyPatch()

@@ -1,4 +1,4 @@
-"""Tests for mlimages.annotations: the two parsers agree, errors point at the line, and the
+"""Tests for mlimages.data.annotations: the two parsers agree, errors point at the line, and the
 LabelTable operations match naive Python versions."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages import annotations as ann
-from mlimages.annotations import LabelListError, LabelTable, label_stats, read_label_list
+from mlimages.data import annotations as ann
+from mlimages.data.annotations import LabelListError, LabelTable, label_stats, read_label_list
 
 SHARED = Path(__file__).resolve().parent / "data" / "authors"  # vendored, see its NOTICE.md
 SHARED_LISTS = [
@@ -36,7 +36,9 @@ ENGINES = ["numpy", "compiled"]
 def engine(request: pytest.FixtureRequest) -> str:
     """Each fast path: the C scanner (built by every install here) and the numpy one."""
     if request.param == "compiled":
-        assert ann._labelscan is not None, "pip install should have built mlimages/_labelscan.c"
+        assert ann._labelscan is not None, (
+            "pip install should have built mlimages/data/_labelscan.c"
+        )
     return request.param
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlimages.distributed import cluster_from_environment, free_ports, local_tf_configs
+from mlimages.train.distributed import cluster_from_environment, free_ports, local_tf_configs
 
 
 def test_lone_worker_without_cluster(monkeypatch: pytest.MonkeyPatch) -> None:

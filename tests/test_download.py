@@ -16,12 +16,12 @@ import pytest
 from loopback_server import PLACEHOLDER_PATH, LoopbackServer
 from PIL import Image
 
-from mlimages import download
-from mlimages.annotations import LabelTable, read_label_list
 from mlimages.cli import main
-from mlimages.fetch import _retry_after
-from mlimages.manifest import MANIFEST, ManifestWriter, read_manifest
-from mlimages.params import DownloadParams, load_params
+from mlimages.config.params import DownloadParams, load_params
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.fetch import download
+from mlimages.fetch.fetcher import _retry_after
+from mlimages.fetch.manifest import MANIFEST, ManifestWriter, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SIDE = 100
@@ -274,7 +274,7 @@ def test_stage_on_the_smoke_profile(runs: Path) -> None:
 
 def test_the_miniature_takes_a_target_task_of_its_own(runs: Path, tmp_path: Path) -> None:
     """download.target_*_list and records.target_dictionary replace the miniature's target."""
-    from mlimages.synthetic import ensure_miniature
+    from mlimages.data.synthetic import ensure_miniature
 
     mini = ensure_miniature(load_params("smoke").synth, tmp_path / "mini")
     own = {

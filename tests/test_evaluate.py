@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlimages import cli, download, evaluate, records
-from mlimages.params import load_params
-from mlimages.synthetic import mini_taxonomy
+from mlimages import cli
+from mlimages.config.params import load_params
+from mlimages.data.synthetic import mini_taxonomy
+from mlimages.evaluate import checkpoints
+from mlimages.fetch import download
+from mlimages.input import records
 
 TARGET_CLASSES = 4  # the smoke profile's synth.target_classes
 
@@ -19,8 +22,8 @@ TARGET_CLASSES = 4  # the smoke profile's synth.target_classes
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory):
     """The smoke profile's validation records and a stand-in pretraining model."""
-    from mlimages.model import build_resnet
-    from mlimages.train import MODEL_FILE, save_model
+    from mlimages.paper.model import build_resnet
+    from mlimages.train.engine import MODEL_FILE, save_model
 
     runs = tmp_path_factory.mktemp("runs")
     mp = pytest.MonkeyPatch()
@@ -41,10 +44,10 @@ def smoke(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _independent_scores(params, model_path: Path, size: int, mode: str):
-    """Model outputs and targets over the records, computed here without mlimages.evaluate."""
+    """Model outputs and targets over the records, computed without mlimages.evaluate."""
     import keras
 
-    from mlimages import pipeline
+    from mlimages.input import pipeline
 
     model = keras.models.load_model(model_path)
     split = "val" if mode == pipeline.PRETRAIN else "target_val"
@@ -59,13 +62,13 @@ def _independent_scores(params, model_path: Path, size: int, mode: str):
 def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
     from sklearn.metrics import average_precision_score
 
-    from mlimages.model import build_resnet
-    from mlimages.pipeline import FINETUNE, PRETRAIN
-    from mlimages.train import MODEL_FILE, save_model
+    from mlimages.input.pipeline import FINETUNE, PRETRAIN
+    from mlimages.paper.model import build_resnet
+    from mlimages.train.engine import MODEL_FILE, save_model
 
     params = smoke
-    out = params.run_dir / evaluate.STAGE
-    first = evaluate.run_evaluate_stage(params)
+    out = params.run_dir / checkpoints.STAGE
+    first = checkpoints.run_evaluate_stage(params)
     assert first["single_label"].empty and not (out / "single_label.csv").exists()
 
     logits, labels = _independent_scores(
@@ -123,7 +126,7 @@ def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
     run = params.run_dir / "finetune" / "ckpt2" / "seed0"
     run.mkdir(parents=True)
     save_model(build_resnet(TARGET_CLASSES, blocks=[1, 1, 1, 1], width=4), run / MODEL_FILE)
-    second = evaluate.run_evaluate_stage(params)
+    second = checkpoints.run_evaluate_stage(params)
     single = pd.read_csv(out / "single_label.csv")
     assert sorted(single["img_size"]) == [params.finetune.base_size, params.finetune.large_size]
     for size in single["img_size"]:
@@ -134,12 +137,12 @@ def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
 
 
 def test_class_prior_ranking_on_a_toy_label_matrix(tmp_path: Path) -> None:
-    from mlimages.metrics import multilabel_metrics
+    from mlimages.core.metrics import multilabel_metrics
 
     labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 0, 1]], dtype=np.float16)
     np.save(tmp_path / "labels.npy", labels)
     prior = np.array([5, 3, 1]) / 10  # training frequencies: class 0, then 1, then 2
-    got = evaluate.prior_multilabel(prior, tmp_path / "labels.npy", (1, 2))
+    got = checkpoints.prior_multilabel(prior, tmp_path / "labels.npy", (1, 2))
     # AP of a class scored alike everywhere = its prevalence: (3/4 + 2/4 + 1/4) / 3
     assert got.map == pytest.approx(0.5)
     # every image's top-1 is class 0 (hits 1, 1, 0, 1), its top-2 classes 0 and 1
@@ -150,12 +153,12 @@ def test_class_prior_ranking_on_a_toy_label_matrix(tmp_path: Path) -> None:
     perfect = multilabel_metrics((labels.astype(np.float32), labels), (1, 2))
     assert perfect.map == 1.0 and perfect.instance[1]["precision"] == 1.0
     assert perfect.map > got.map and perfect.instance[2]["recall"] > got.instance[2]["recall"]
-    table = evaluate.prior_columns(got, (1, 2))
+    table = checkpoints.prior_columns(got, (1, 2))
     assert table["prior_precision_at_k"].tolist() == pytest.approx([75.0, 62.5])
     assert (table["prior_map"] == 50.0).all()
-    assert evaluate.prior_columns(None, (1, 2))["prior_map"].isna().all()
+    assert checkpoints.prior_columns(None, (1, 2))["prior_map"].isna().all()
     with pytest.raises(ValueError, match=r"labels.npy: shape \(4, 3\); expected \[images, 2\]"):
-        evaluate.PriorSource(prior[:2], tmp_path / "labels.npy")
+        checkpoints.PriorSource(prior[:2], tmp_path / "labels.npy")
 
 
 def test_evaluate_verb_on_one_checkpoint(smoke, tmp_path: Path, capsys) -> None:
@@ -171,7 +174,7 @@ def test_evaluate_verb_on_one_checkpoint(smoke, tmp_path: Path, capsys) -> None:
 
 
 def test_metrics_verb_reads_npy_files(tmp_path: Path, capsys) -> None:
-    from mlimages.metrics import multilabel_metrics
+    from mlimages.core.metrics import multilabel_metrics
 
     rng = np.random.default_rng(0)
     scores = rng.random((50, 12), dtype=np.float32)

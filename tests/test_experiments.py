@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlimages import experiments
-from mlimages.params import load_params
+from mlimages.config.params import load_params
+from mlimages.study import experiments
 
 matplotlib.use("Agg")
 
@@ -75,7 +75,7 @@ def test_gains_are_paired_differences_to_the_from_scratch_checkpoint() -> None:
 
 
 def test_the_papers_transfer_gain_is_its_ckpt_2_minus_ckpt_1() -> None:
-    from mlimages.paper import paper_accuracy
+    from mlimages.paper.facts import paper_accuracy
 
     expected = paper_accuracy(2, 224).top1 - paper_accuracy(1, 224).top1
     assert experiments.paper_gain() == pytest.approx(expected)
@@ -104,7 +104,7 @@ def test_novel_gains_stand_beside_the_seen_tasks() -> None:
 def test_frequency_thirds_rank_classes_by_training_images(
     smoke_stages: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlimages import records
+    from mlimages.input import records
 
     monkeypatch.setenv("MLIMAGES_RUNS", str(smoke_stages))
     params = load_params("smoke")
@@ -172,7 +172,7 @@ def test_every_point_of_a_profiles_experiments_resolves(profile: str) -> None:
 
 
 def test_a_reference_arm_that_does_not_exist_is_refused() -> None:
-    from mlimages.params import ParamsError
+    from mlimages.config.params import ParamsError
 
     arms = [{"name": "paper"}, {"name": "asl", "overrides": {"loss.kind": "asl"}, "against": "x"}]
     with pytest.raises(ParamsError, match="asl against x"):

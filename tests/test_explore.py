@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages import explore
-from mlimages.params import load_params
+from mlimages.config.params import load_params
+from mlimages.data import explore
 
 
 @pytest.fixture(scope="module")

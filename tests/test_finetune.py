@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages import cli, finetune
-from mlimages.params import load_params
+from mlimages import cli
+from mlimages.config.params import load_params
+from mlimages.train import finetune
 
 FAST = {"finetune.seeds": [0], "finetune.eval_every": 0}
 
@@ -19,8 +20,8 @@ FAST = {"finetune.seeds": [0], "finetune.eval_every": 0}
 @pytest.fixture(scope="module")
 def smoke_runs(smoke_stages: Path) -> Path:
     """The smoke profile's records, and a stand-in for its pretraining run's model.keras."""
-    from mlimages.model import build_resnet
-    from mlimages.train import save_model
+    from mlimages.paper.model import build_resnet
+    from mlimages.train.engine import save_model
 
     params = load_params("smoke")
     pretrained = build_resnet(11, blocks=[1, 1, 1, 1], width=8)  # any head: it is not loaded
@@ -31,7 +32,7 @@ def smoke_runs(smoke_stages: Path) -> Path:
 def _tf1_weights(path: Path) -> dict[str, np.ndarray]:
     import keras
 
-    from mlimages.model import tf1_variables
+    from mlimages.paper.model import tf1_variables
 
     model = keras.models.load_model(path)
     return {name: v.numpy() for name, v in tf1_variables(model).items()}
@@ -80,7 +81,7 @@ def test_scratch_through_the_verb(smoke_runs: Path, capsys: pytest.CaptureFixtur
 
 def test_pretrained_from_a_tf1_checkpoint_with_an_11166_class_head(smoke_runs: Path) -> None:
     """ckpt 2 initialised from an authors'-format checkpoint: the head is skipped and said so."""
-    from mlimages.model import build_resnet, export_tf1_checkpoint
+    from mlimages.paper.model import build_resnet, export_tf1_checkpoint
 
     prefix = export_tf1_checkpoint(
         build_resnet(11_166, blocks=[1, 1, 1, 1], width=8), smoke_runs / "tf1" / "model.ckpt"
@@ -94,8 +95,8 @@ def test_pretrained_from_a_tf1_checkpoint_with_an_11166_class_head(smoke_runs: P
 
 
 def test_base_then_large_and_a_resume_continues_the_size_schedule(smoke_runs: Path) -> None:
-    from mlimages.distributed import make_strategy
-    from mlimages.train import read_log, run
+    from mlimages.train.distributed import make_strategy
+    from mlimages.train.engine import read_log, run
 
     params = load_params("smoke", FAST)
     assert finetune.size_schedule(params, 3) == [(0, 3, 24), (3, 4, 32)]
@@ -152,8 +153,8 @@ def test_linear_probe_trains_only_the_new_head(smoke_runs: Path) -> None:
 def test_wrong_shapes_and_missing_names_are_refused_by_name(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from mlimages.model import build_resnet, tf1_variables
-    from mlimages.train import save_model
+    from mlimages.paper.model import build_resnet, tf1_variables
+    from mlimages.train.engine import save_model
 
     params = load_params("smoke")
     model = finetune.build_model(params, 4, finetune.setting(params, 2))
@@ -181,7 +182,7 @@ def test_wrong_shapes_and_missing_names_are_refused_by_name(tmp_path: Path) -> N
 
 def test_the_authors_checkpoint_initialises_a_new_head(authors_checkpoint: Path) -> None:
     """Their ResNet-50 (10 classes) into a 4-class ResNet-50: body loaded, head skipped."""
-    from mlimages.model import build_resnet, tf1_variables
+    from mlimages.paper.model import build_resnet, tf1_variables
 
     model = build_resnet(4, 50)
     report = finetune.load_pretrained(model, authors_checkpoint)
@@ -192,7 +193,7 @@ def test_the_authors_checkpoint_initialises_a_new_head(authors_checkpoint: Path)
 def test_precise_bn_sets_the_mean_of_batch_statistics_and_spares_frozen_layers() -> None:
     import keras
 
-    from mlimages.model import build_resnet
+    from mlimages.paper.model import build_resnet
 
     model = build_resnet(3, blocks=[1, 1, 1, 1], width=4)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -254,7 +255,7 @@ def yaml_lr(path: Path) -> float:
 
 def _names_by_class(index) -> dict[int, list[str]]:
     """Record names of each class in the records' stored order."""
-    from mlimages import records
+    from mlimages.input import records
 
     found: dict[int, list[str]] = {}
     for path in index.paths:
@@ -266,10 +267,11 @@ def _names_by_class(index) -> dict[int, list[str]]:
 def test_hold_out_novel_drops_exactly_the_images_of_novel_leaves(
     smoke_runs: Path, tmp_path: Path
 ) -> None:
-    from mlimages import pipeline, pretrain, records
-    from mlimages.annotations import read_label_list
-    from mlimages.synthetic import ensure_miniature
-    from mlimages.taxonomy import load_dictionary
+    from mlimages.data.annotations import read_label_list
+    from mlimages.data.synthetic import ensure_miniature
+    from mlimages.data.taxonomy import load_dictionary
+    from mlimages.input import pipeline, records
+    from mlimages.train import pretrain
 
     base = load_params("smoke")
     params = load_params("smoke", {"pretrain.hold_out_novel": True})
@@ -302,7 +304,9 @@ def test_hold_out_novel_drops_exactly_the_images_of_novel_leaves(
 def test_novel_task_trains_and_evaluates_on_the_novel_splits(smoke_runs: Path) -> None:
     import keras
 
-    from mlimages import evaluate, records, verdicts
+    from mlimages.evaluate import checkpoints
+    from mlimages.input import records
+    from mlimages.report import verdicts
 
     params = load_params("smoke", {**FAST, "finetune.task": "novel"})
     target = load_params("smoke", FAST)
@@ -315,7 +319,7 @@ def test_novel_task_trains_and_evaluates_on_the_novel_splits(smoke_runs: Path) -
     model = keras.models.load_model(finetune.seed_dir(params, 1, 0) / "model.keras")
     assert model.output_shape[-1] == params.synth.novel_classes == verdicts.target_classes(params)
     assert records.split_index(params, "novel_val").records == 2 * params.synth.target_val_per_class
-    table = evaluate.evaluate_finetuned(params)
+    table = checkpoints.evaluate_finetuned(params)
     assert set(table["images"]) == {2 * params.synth.target_val_per_class}
     assert set(table["ckpt"]) == {1}, "the target task's runs (ckpt 2..6) are left out"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlimages import fingerprint
+from mlimages.core import fingerprint
 
 
 def _run(folder: Path) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlimages import cli, horovod_backend
-from mlimages.params import ParamsError, load_params
+from mlimages import cli
+from mlimages.config.params import ParamsError, load_params
+from mlimages.train import horovod_backend
 
 
 def test_horovodrun_command_starts_n_local_gloo_workers() -> None:
@@ -51,7 +52,7 @@ def test_pretrain_backend_horovod_launches_horovodrun(
 def test_a_worker_started_by_horovodrun_trains_instead_of_launching(
     runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlimages import pretrain
+    from mlimages.train import pretrain
 
     monkeypatch.setenv(horovod_backend.RANK_ENV, "1")
     monkeypatch.setattr(horovod_backend, "launch", lambda *a: pytest.fail("launched again"))

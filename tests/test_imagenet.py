@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mlimages.annotations import LabelTable, read_label_list
 from mlimages.cli import main
-from mlimages.fetch import FetchFailed, SourceError
-from mlimages.imagenet import LocalImages, extract
-from mlimages.manifest import MANIFEST, read_manifest
-from mlimages.params import DownloadParams
+from mlimages.config.params import DownloadParams
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.fetch.fetcher import FetchFailed, SourceError
+from mlimages.fetch.imagenet import LocalImages, extract
+from mlimages.fetch.manifest import MANIFEST, read_manifest
 
 
 def _jpeg(size: tuple[int, int], color: str) -> bytes:

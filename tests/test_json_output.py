@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlimages import cli, finetune
-from mlimages.atomic import dumps_json, finite_or_none, write_json_atomic
+from mlimages import cli
+from mlimages.core.atomic import dumps_json, finite_or_none, write_json_atomic
+from mlimages.train import finetune
 
 ONE_SEED = {"finetune.seeds": [0], "finetune.eval_every": 0, "finetune.steps": 2}
 
@@ -141,7 +142,7 @@ def test_stage_verbs_and_their_files(
 ) -> None:
     """Fine-tuning ckpt 1 on one seed (std undefined: null, with the reason beside it), the
     smoke records, and then every `.json` and `.jsonl` the stages wrote."""
-    from mlimages.params import load_params
+    from mlimages.config.params import load_params
 
     metrics = _verb(capsys, "finetune", "--params", "smoke", "--ckpt", "1", *_sets(ONE_SEED))
     for size, spread in metrics["sizes"].items():

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlimages.annotations import read_label_list
 from mlimages.cli import main
-from mlimages.list_check import check_list
-from mlimages.taxonomy import Taxonomy
+from mlimages.data.annotations import read_label_list
+from mlimages.data.list_check import check_list
+from mlimages.data.taxonomy import Taxonomy
 
 # 0 -> 1 -> 2, 3 -> 4
 TAXONOMY = Taxonomy.from_records(
@@ -94,7 +94,7 @@ def test_faults_deep_in_a_large_list_keep_their_line_numbers(tmp_path: Path) -> 
 
 
 def test_the_authors_tiny_lists_are_clean(shared: Path) -> None:
-    from mlimages.taxonomy import load_dictionary
+    from mlimages.data.taxonomy import load_dictionary
 
     taxonomy = load_dictionary(shared / "dictionary_and_semantic_hierarchy.txt")
     report = check_list(shared / "train_urls_tiny.txt", taxonomy, published=100)

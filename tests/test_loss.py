@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlimages import loss as L
-from mlimages.model import build_resnet
+from mlimages.paper import loss as L
+from mlimages.paper.model import build_resnet
 
 
 def _pos_coef(t: int) -> float:
@@ -117,8 +117,8 @@ TWO_REPLICAS = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from mlimages import loss as L
-    from mlimages.model import build_resnet
+    from mlimages.paper import loss as L
+    from mlimages.paper.model import build_resnet
 
     C, B, STEP = 12, 8, 5
     rng = np.random.default_rng(1)
@@ -223,7 +223,7 @@ def _numpy_loss(kind: str, logits: np.ndarray, targets: np.ndarray, batch: int, 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "weighted", "asl"])
 def test_each_variant_matches_numpy_with_soft_targets_and_the_mask(kind: str) -> None:
-    from mlimages.params import LossParams
+    from mlimages.config.params import LossParams
 
     options = LossParams(kind=kind).model_dump()
     logits, targets = _example()
@@ -266,7 +266,7 @@ def test_asymmetric_loss_with_no_shift_and_no_focusing_is_the_sigmoid_loss() -> 
 @pytest.mark.parametrize("kind", ["sigmoid", "weighted", "asl"])
 @pytest.mark.parametrize("gammas", [(4.0, 0.0), (0.5, 0.5)])
 def test_variants_give_finite_values_and_gradients_at_extreme_logits(kind, gammas) -> None:
-    from mlimages.params import LossParams
+    from mlimages.config.params import LossParams
 
     options = LossParams(kind=kind).model_dump() | {
         "asl_gamma_neg": gammas[0],
@@ -313,7 +313,7 @@ PER_REPLICA_STREAKS = textwrap.dedent(
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from mlimages import loss as L
+    from mlimages.paper import loss as L
 
     C, B = 6, 8
     targets = np.zeros((B, C), np.float32)
@@ -332,7 +332,7 @@ PER_REPLICA_STREAKS = textwrap.dedent(
         @tf.function
         def step(y, s):
             def replica_fn(y):
-                if counting == "replica":  # as mlimages.train: the local mask, no all-reduce
+                if counting == "replica":  # as mlimages.train.engine: the local mask, no all-reduce
                     mask = L.positive_mask(y)
                 else:
                     mask = L.global_positive_mask(y)

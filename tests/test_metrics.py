@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlimages.metrics import (
+from mlimages.core.metrics import (
     NpySource,
     average_precision,
     class_metrics,
@@ -16,7 +16,7 @@ from mlimages.metrics import (
     top_k_accuracy,
     top_k_hits,
 )
-from mlimages.npy import NpyWriter
+from mlimages.core.npy import NpyWriter
 
 
 def _brute(scores: np.ndarray, labels: np.ndarray, k: int, threshold: float) -> dict[str, float]:
@@ -55,7 +55,7 @@ def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> No
     rng = np.random.default_rng(0)
     scores, labels = rng.random((100, 9)), (rng.random((100, 9)) > 0.6).astype(float)
     whole = instance_metrics_at_k(scores, labels, 3)
-    monkeypatch.setattr("mlimages.metrics.CHUNK_ROWS", 7)
+    monkeypatch.setattr("mlimages.core.metrics.CHUNK_ROWS", 7)
     assert instance_metrics_at_k(scores, labels, 3) == pytest.approx(whole)
 
 
@@ -188,7 +188,7 @@ def test_npy_files_are_streamed_like_arrays(tmp_path, monkeypatch: pytest.Monkey
     writer.close()
     np.save(tmp_path / "labels.npy", (labels >= 0.5).astype(np.uint8))
     assert np.array_equal(np.load(tmp_path / "scores.npy"), scores)
-    monkeypatch.setattr("mlimages.metrics.CHUNK_ROWS", 7)  # many blocks, one partial
+    monkeypatch.setattr("mlimages.core.metrics.CHUNK_ROWS", 7)  # many blocks, one partial
     streamed = multilabel_metrics(NpySource(tmp_path / "scores.npy", tmp_path / "labels.npy"))
     assert streamed.summary() == pytest.approx(whole.summary(), nan_ok=True)
     assert np.allclose(streamed.average_precision, whole.average_precision, equal_nan=True)

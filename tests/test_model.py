@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlimages import model as M
 from mlimages.cli import main
-from mlimages.params import load_params
+from mlimages.config.params import load_params
+from mlimages.paper import model as M
 
 
 def _relative_error(out: np.ndarray, ref: np.ndarray) -> float:
@@ -196,7 +196,7 @@ SMALL = {"blocks": (1, 1, 1, 1), "width": 4}
 @pytest.fixture(scope="module")
 def seven_classes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A small 7-class model saved both ways: a TF1 checkpoint and a .keras file."""
-    from mlimages.train import save_model
+    from mlimages.train.engine import save_model
 
     folder = tmp_path_factory.mktemp("seven")
     model = M.build_resnet(7, **SMALL)
@@ -239,7 +239,7 @@ def test_a_body_mismatch_is_reported_before_the_head(seven_classes: dict) -> Non
 def test_a_class_count_given_to_the_loader_is_named_as_the_cause(
     seven_classes: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mlimages.checkpoint import load_model
+    from mlimages.train.checkpoint import load_model
 
     with pytest.raises(M.LogitsMismatchError, match="leave it out to read 7 from the checkpoint"):
         load_model(seven_classes["prefix"], num_classes=5)

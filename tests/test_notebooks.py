@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlimages.notebook import COMMON, NOTEBOOK_PARAMETERS
-from mlimages.study import KERNEL_NAME
+from mlimages.study.notebook import COMMON, NOTEBOOK_PARAMETERS
+from mlimages.study.runner import KERNEL_NAME
 
 NOTEBOOKS = sorted(
     (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")
@@ -33,6 +33,6 @@ def test_notebook_conventions(path: Path) -> None:
         names += [t.id for t in node.targets]
     assert names[0] == "profile" and "overrides" in names
     stage_calls = [c.source for c in code if "notebook.stage_params(" in c.source]
-    assert stage_calls, "parameters are resolved through mlimages.notebook.stage_params"
+    assert stage_calls, "parameters are resolved through mlimages.study.notebook.stage_params"
     stage = stage_calls[0].split("stage_params(")[1].split(",")[0].strip().strip("\"'")
     assert set(names) == {*COMMON, *NOTEBOOK_PARAMETERS.get(stage, {})}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mlimages.params import Params, ParamsError, find_profile, load_params, parse_override
+from mlimages.config.params import Params, ParamsError, find_profile, load_params, parse_override
 
 PARAMS = Path(__file__).resolve().parent.parent / "params"
 PROFILES = sorted(PARAMS.glob("*.yaml"))
@@ -123,7 +123,7 @@ def test_a_key_no_stage_would_read_is_refused(overrides: dict, named: str) -> No
 
 
 def test_the_novel_task_and_k_are_off_by_default_and_name_their_splits() -> None:
-    from mlimages import preflight
+    from mlimages.config import preflight
 
     defaults = Params(profile="x")
     assert defaults.synth.novel_classes == 0 and not defaults.pretrain.hold_out_novel

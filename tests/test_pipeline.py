@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mlimages import pipeline, records
-from mlimages.annotations import LabelTable
+from mlimages.data.annotations import LabelTable
+from mlimages.input import pipeline, records
 
 C = 6
 

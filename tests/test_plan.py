@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlimages import cli, plan
-from mlimages.params import load_params
+from mlimages import cli
+from mlimages.config.params import load_params
+from mlimages.train import plan
 
 
 def test_flops_match_published_counts() -> None:
@@ -30,7 +31,7 @@ def test_flops_match_published_counts() -> None:
 def test_flops_match_the_keras_model_on_a_small_case() -> None:
     import keras
 
-    from mlimages.model import build_resnet
+    from mlimages.paper.model import build_resnet
 
     blocks, width, size, classes = (1, 2, 1, 1), 8, 40, 10
     model = build_resnet(classes, blocks=blocks, width=width, image_size=size)

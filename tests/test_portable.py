@@ -1,5 +1,5 @@
-"""mlimages.portable (the `keras.ops` loss and momentum rule) against the TF engine's own
-(mlimages.loss, mlimages.train) on the same inputs, under the TensorFlow backend."""
+"""mlimages.paper.portable (the `keras.ops` loss and momentum rule) against the TF engine's own
+(mlimages.paper.loss, mlimages.train.engine) on the same inputs, under the TensorFlow backend."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlimages import loss as tf_loss
-from mlimages import portable
-from mlimages.model import build_resnet
+from mlimages.paper import loss as tf_loss
+from mlimages.paper import portable
+from mlimages.paper.model import build_resnet
 
 C = 12
 

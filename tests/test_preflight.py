@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlimages import preflight, progress
 from mlimages.cli import main
-from mlimages.params import load_params
+from mlimages.config import preflight
+from mlimages.config.params import load_params
+from mlimages.core import progress
 
 TARGET_TASK = {
     "download.target_train_list",

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from mlimages import recipe as R
-from mlimages.params import load_params
+from mlimages.config.params import load_params
+from mlimages.paper import recipe as R
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlimages import cli, records
-from mlimages.annotations import LabelTable, read_label_list
-from mlimages.params import SynthParams, load_params
-from mlimages.synthetic import ensure_miniature, mini_taxonomy
+from mlimages import cli
+from mlimages.config.params import SynthParams, load_params
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.synthetic import ensure_miniature, mini_taxonomy
+from mlimages.input import records
 
 MINI_CLASSES = mini_taxonomy().num_classes
 
@@ -245,7 +246,7 @@ def test_a_shard_killed_mid_write_is_never_visible(tmp_path: Path) -> None:
     os.mkfifo(fifo)  # reading it blocks: the writer stops in the middle of the shard
     items = [("a", str(image), [1], [1.0])] * 50 + [("b", str(fifo), [1], [1.0])]
     script = (
-        "import sys, numpy as np; from mlimages import records; "
+        "import sys, numpy as np; from mlimages.input import records; "
         f"items = [(n, p, np.array(i), np.array(c, 'f4')) for n, p, i, c in {items!r}]; "
         f"records.write_shard({str(tmp_path / 'x.tfrecord')!r}, items)"
     )

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlimages import cli, report, stats, verdicts
-from mlimages.params import Params, load_params
+from mlimages import cli
+from mlimages.config.params import Params, load_params
+from mlimages.core import stats
+from mlimages.report import paper_vs_ours, verdicts
 
 TOP1 = {(1, 0): 40.0, (1, 1): 42.0, (2, 0): 45.0, (2, 1): 46.0}
 
@@ -80,7 +82,7 @@ def smoke(runs: Path) -> Params:
 
 
 def test_comparison_one_row_per_checkpoint(smoke: Params) -> None:
-    table = report.comparison(report.load_results(smoke), smoke)
+    table = paper_vs_ours.comparison(paper_vs_ours.load_results(smoke), smoke)
     assert table["ckpt"].tolist() == [1, 2, 3, 4, 5]
     row = table.set_index("ckpt").loc[1]
     assert row["paper_top1_224"] == 77.8 and row["paper_top5_299"] == 94.5
@@ -98,26 +100,28 @@ def test_comparison_one_row_per_checkpoint(smoke: Params) -> None:
 def test_results_are_checked_against_the_contract(runs: Path) -> None:
     params = load_params("smoke")
     with pytest.raises(FileNotFoundError, match="ckpt<N>/results.csv"):
-        report.load_results(params)
+        paper_vs_ours.load_results(params)
     write_results(params, ckpts=(1,))
     path = params.run_dir / "finetune" / "ckpt1" / "results.csv"
     pd.read_csv(path).drop(columns=["top5"]).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"ckpt1/results.csv: missing columns \['top5'\]"):
-        report.load_results(params)
+        paper_vs_ours.load_results(params)
     write_results(params, ckpts=(1,))
     frame = pd.read_csv(path)
     frame.loc[0, "img_size"] = 999
     frame.to_csv(path, index=False)
     with pytest.raises(ValueError, match="999"):
-        report.comparison(report.load_results(params), params)
+        paper_vs_ours.comparison(paper_vs_ours.load_results(params), params)
 
 
 def test_markdown_and_latex(smoke: Params) -> None:
-    display = report.display_table(report.comparison(report.load_results(smoke), smoke))
-    md = report.markdown_table(display).splitlines()
+    display = paper_vs_ours.display_table(
+        paper_vs_ours.comparison(paper_vs_ours.load_results(smoke), smoke)
+    )
+    md = paper_vs_ours.markdown_table(display).splitlines()
     assert len(md) == 2 + 5 and md[0].count("|") == len(display.columns) + 1
     assert "41.0 ± 1.4 (-36.8)" in md[2]
-    tex = report.latex_table(display, "caption with 50% & more")
+    tex = paper_vs_ours.latex_table(display, "caption with 50% & more")
     assert r"\begin{tabular}{rl" in tex and r"50\% \& more" in tex and r"$\pm$" in tex
     assert tex.count(r"\\") == 1 + 5
 
@@ -142,7 +146,7 @@ def seed_rows(params: Params, top1: dict[tuple[int, str], list[float]]) -> pd.Da
         for (ckpt, size), values in top1.items()
         for seed, value in enumerate(values)
     ]
-    return pd.DataFrame(rows, columns=list(report.RESULT_COLUMNS))
+    return pd.DataFrame(rows, columns=list(paper_vs_ours.RESULT_COLUMNS))
 
 
 def test_claims_pair_seeds_and_read_the_interval(runs: Path) -> None:
@@ -162,7 +166,7 @@ def test_claims_pair_seeds_and_read_the_interval(runs: Path) -> None:
     found = verdicts.claim_results(results, params)
     table = verdicts.claims_table(found)
     assert tuple(table.columns) == verdicts.CLAIM_COLUMNS
-    assert table["paper"].iloc[:4].tolist() == [1.0, 1.23, 1.13, 3.0]  # mlimages.paper
+    assert table["paper"].iloc[:4].tolist() == [1.0, 1.23, 1.13, 3.0]  # mlimages.paper.facts
     assert np.isnan(table["paper"].iloc[4])
     # mean 8/3, sd 1/sqrt(3), half-width t(0.975, 2) = 4.3027 * sd / sqrt(3) = 1.4342
     first = table.iloc[0]
@@ -199,7 +203,7 @@ def test_claims_pair_seeds_and_read_the_interval(runs: Path) -> None:
 
 def test_baselines_beside_every_figure(smoke: Params) -> None:
     write_results(smoke, ckpts=(6,))  # the random-feature probe: 36 % top-1 (37 at large)
-    results = report.load_results(smoke)
+    results = paper_vs_ours.load_results(smoke)
     results.loc[results["ckpt"] == 1, "train_top1"] = 90.0
     multilabel = verdicts.read_multilabel(smoke.run_dir / "evaluate" / "multilabel.csv")
     table = verdicts.baselines_table(results, smoke, multilabel)
@@ -229,8 +233,8 @@ def test_baselines_beside_every_figure(smoke: Params) -> None:
 
 
 def test_summary_compares_the_checkpoints_each_claim_names(smoke: Params) -> None:
-    found = verdicts.claim_results(report.load_results(smoke), smoke)
-    text = report.summary_sentences(found, smoke, 0.1308, 240)
+    found = verdicts.claim_results(paper_vs_ours.load_results(smoke), smoke)
+    text = paper_vs_ours.summary_sentences(found, smoke, 0.1308, 240)
     # ckpt 2 - ckpt 1 at base: 5 and 4 points on the two seeds
     assert "ours +4.5 points at 24 px, 95% interval [-1.9, +10.9] over 2 paired seeds" in text
     assert "ckpt 3 - ckpt 1" not in text and "ckpt 3 - ckpt 2" in text
@@ -238,30 +242,30 @@ def test_summary_compares_the_checkpoints_each_claim_names(smoke: Params) -> Non
 
 
 def test_dataset_and_multilabel_tables(smoke: Params) -> None:
-    data = report.dataset_table(smoke).set_index("key")
+    data = paper_vs_ours.dataset_table(smoke).set_index("key")
     assert data.loc["max_depth", "paper"] == 16 and data.loc["max_depth", "ours_full_list"] == 9
     assert data.loc["train_images", "ours_subset"] == 240
     assert data.loc["images_per_class_mean", "ours_subset"] == 4080 / 40
     assert data.loc["classes", "ours_over_paper"] == float(f"{64 / 11166:.4g}")
-    multi = report.multilabel_table(smoke)
+    multi = paper_vs_ours.multilabel_table(smoke)
     assert multi["paper"].tolist() == [23.3, 28.1]
     assert multi["ours"].tolist() == pytest.approx([np.linspace(10, 30, 10)[4], 30.0], abs=0.01)
     (smoke.run_dir / "evaluate" / "multilabel.csv").write_text("k,f1\n5,0.2\n")
     with pytest.raises(ValueError, match=r"multilabel.csv: missing columns \['f1_at_k'\]"):
-        report.multilabel_table(smoke)
+        paper_vs_ours.multilabel_table(smoke)
 
 
 def test_hierarchy_on_the_authors_dictionary(runs: Path, shared: Path) -> None:
     dictionary = str(shared / "dictionary_and_semantic_hierarchy.txt")
     params = load_params("smoke", {"data.dictionary": dictionary})
-    figures = report.hierarchy_figures(params)
+    figures = paper_vs_ours.hierarchy_figures(params)
     assert figures["classes"] == 11166 and figures["max_depth"] == 16
     assert round(figures["mean_depth"], 2) == 7.47
 
 
 def test_deviations_are_computed_from_the_parameters(smoke: Params) -> None:
-    results = report.load_results(smoke)
-    devs = report.deviations(smoke, results).set_index("aspect")
+    results = paper_vs_ours.load_results(smoke)
+    devs = paper_vs_ours.deviations(smoke, results).set_index("aspect")
     assert "hue ±0.0" in devs.loc["colour augmentation", "ours"]
     assert devs.loc["colour augmentation", "deviates"]
     assert "240 images" in devs.loc["data size", "ours"]
@@ -271,23 +275,23 @@ def test_deviations_are_computed_from_the_parameters(smoke: Params) -> None:
     # with the paper's hue, colour augmentation is no deviation
     same = load_params("smoke", {"pipeline.hue_delta": 0.2})
     assert (
-        not report.deviations(same, results)
+        not paper_vs_ours.deviations(same, results)
         .set_index("aspect")
         .loc["colour augmentation", "deviates"]
     )
-    diff = report.parameter_differences(smoke).set_index("key")
+    diff = paper_vs_ours.parameter_differences(smoke).set_index("key")
     assert diff.loc["pipeline.hue_delta", "ours"] == "0.0"
     assert diff.loc["model.width", "paper"] == "64"
     not_method = ("data.", "download.", "report.", "experiments.")
     assert not any(k.startswith(not_method) for k in diff.index)
-    md = report.deviations_markdown(
-        report.deviations(smoke, results), report.parameter_differences(smoke)
+    md = paper_vs_ours.deviations_markdown(
+        paper_vs_ours.deviations(smoke, results), paper_vs_ours.parameter_differences(smoke)
     )
     assert md.startswith("## Deviations from the paper") and "- **colour augmentation**" in md
 
 
 def test_plans_table(smoke: Params) -> None:
-    plans = report.plans(smoke).set_index("label")
+    plans = paper_vs_ours.plans(smoke).set_index("label")
     paper_row = plans.loc["paper: 128 GPUs, 90 h (stated)"]
     assert paper_row["wall_hours"] == 90.0 and paper_row["gpu_hours"] == 11520.0
     counts = [f"full ML-Images, {n} x {smoke.plan.gpu}" for n in smoke.plan.gpu_counts]
@@ -296,35 +300,37 @@ def test_plans_table(smoke: Params) -> None:
 
 
 def test_the_same_inputs_give_the_same_tables(smoke: Params, runs: Path) -> None:
-    first = report.run_report_stage(smoke)
+    first = paper_vs_ours.run_report_stage(smoke)
     out = Path(first["out"])
-    before = {name: (out / name).read_bytes() for name in report.TABLES}
-    second = report.run_report_stage(smoke)
+    before = {name: (out / name).read_bytes() for name in paper_vs_ours.TABLES}
+    second = paper_vs_ours.run_report_stage(smoke)
     assert first == second
-    assert {name: (out / name).read_bytes() for name in report.TABLES} == before
+    assert {name: (out / name).read_bytes() for name in paper_vs_ours.TABLES} == before
     assert first["published"] == []  # smoke publishes nothing
 
 
 def test_publish_copies_and_rewrites_the_readme(smoke: Params, tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{report.README_START}\nold\n{report.README_END}\n\nrest\n")
+    readme.write_text(
+        f"# x\n\n{paper_vs_ours.README_START}\nold\n{paper_vs_ours.README_END}\n\nrest\n"
+    )
     params = load_params(
         "smoke", {"report.publish_dir": str(tmp_path / "results"), "report.readme": str(readme)}
     )
-    result = report.run_report_stage(params)
+    result = paper_vs_ours.run_report_stage(params)
     published = {Path(p).name for p in result["published"]}
-    assert set(report.TABLES) | set(report.FIGURES) | {"README.md"} == published
+    assert set(paper_vs_ours.TABLES) | set(paper_vs_ours.FIGURES) | {"README.md"} == published
     text = readme.read_text()
-    assert "old" not in text and text.endswith(f"{report.README_END}\n\nrest\n")
+    assert "old" not in text and text.endswith(f"{paper_vs_ours.README_END}\n\nrest\n")
     claims, baselines = text.index("| claim | paper |"), text.index("| figure | ours |")
     assert claims < baselines < text.index("| ckpt | setting |")
     assert "Verdicts are computed from the interval" in text
     assert "Absolute accuracies are not comparable" in text
-    report.run_report_stage(params)
+    paper_vs_ours.run_report_stage(params)
     assert readme.read_text() == text  # idempotent
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="README.md: expected the markers"):
-        report.update_readme(readme, "x")
+        paper_vs_ours.update_readme(readme, "x")
 
 
 def test_cli_report(smoke: Params, capsys: pytest.CaptureFixture[str]) -> None:

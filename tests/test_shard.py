@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mlimages import records, shard
-from mlimages.annotations import LabelTable, read_label_list
 from mlimages.cli import main
-from mlimages.manifest import MANIFEST, read_manifest
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.fetch import shard
+from mlimages.fetch.manifest import MANIFEST, read_manifest
+from mlimages.input import records
 
 N_IMAGES, PARTS = 12, 3
 

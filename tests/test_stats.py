@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mlimages import stats
+from mlimages.core import stats
 
 
 def test_t_quantiles_from_a_table() -> None:

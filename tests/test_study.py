@@ -10,9 +10,9 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from mlimages.study import StudyError, run_study, study_notebooks
+from mlimages.study.runner import StudyError, run_study, study_notebooks
 
-SETUP = """from mlimages import notebook
+SETUP = """from mlimages.study import notebook
 params = notebook.stage_params("explore", profile, overrides)
 print(params.profile, params.synth.num_train)"""
 
@@ -135,7 +135,7 @@ def test_executed_notebooks_open_clean(tmp_path: Path) -> None:
 
 def test_repeat_replaces_a_notebooks_values_and_refuses_unknown_names(tmp_path: Path) -> None:
     """A sweep runs notebook 05 for the checkpoints it needs only."""
-    from mlimages.study import notebook_runs
+    from mlimages.study.runner import notebook_runs
 
     path = _notebook(tmp_path / "05_repeat.ipynb", "pass")
     nb = nbformat.read(path, 4)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages import subset
-from mlimages.annotations import LabelTable, read_label_list
 from mlimages.cli import main
-from mlimages.params import SubsetParams
-from mlimages.synthetic import mini_taxonomy
+from mlimages.config.params import SubsetParams
+from mlimages.data import subset
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.synthetic import mini_taxonomy
 
 C = 6  # classes: 0 head, 1-3 middle, 4 rare (3 images), 5 another rare (5 images)
 

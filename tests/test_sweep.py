@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlimages import sweep
-from mlimages.params import ParamsError, load_params
+from mlimages.config.params import ParamsError, load_params
+from mlimages.study import sweep
 
 
 def test_grid_values_are_yaml_and_points_are_every_combination() -> None:

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlimages.annotations import LabelTable, read_label_list
-from mlimages.appearance import ATTRIBUTES, looks
 from mlimages.cli import main
-from mlimages.miniforest import ANCHORS, BACKGROUNDS, VENDORED, anchor_of, derive
-from mlimages.params import load_params
-from mlimages.synthetic import (
+from mlimages.config.params import load_params
+from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.appearance import ATTRIBUTES, looks
+from mlimages.data.miniforest import ANCHORS, BACKGROUNDS, VENDORED, anchor_of, derive
+from mlimages.data.synthetic import (
     CONFIDENCES,
     TARGET_BAND,
     design,
@@ -23,7 +23,7 @@ from mlimages.synthetic import (
     scenes,
     statistics,
 )
-from mlimages.taxonomy import load_dictionary
+from mlimages.data.taxonomy import load_dictionary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +59,7 @@ def test_vendored_forest_is_rederived_from_the_authors_dictionary(authors) -> No
     out = vendored.parent / f".{VENDORED}.check"
     try:
         derived.write(out)
-        assert out.read_bytes() == vendored.read_bytes(), "run python -m mlimages.miniforest"
+        assert out.read_bytes() == vendored.read_bytes(), "run python -m mlimages.data.miniforest"
     finally:
         out.unlink(missing_ok=True)
 

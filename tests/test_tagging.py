@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages import cli, image_input
-from mlimages.synthetic import mini_taxonomy
+from mlimages import cli
+from mlimages.data.synthetic import mini_taxonomy
+from mlimages.input import image_input
 
 SIZE = 40
 
@@ -22,8 +23,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
     import tensorflow as tf
 
-    from mlimages.model import build_resnet, export_tf1_checkpoint
-    from mlimages.train import MODEL_FILE, save_model
+    from mlimages.paper.model import build_resnet, export_tf1_checkpoint
+    from mlimages.train.engine import MODEL_FILE, save_model
 
     root = tmp_path_factory.mktemp("tagging")
     taxonomy = mini_taxonomy()
@@ -60,8 +61,8 @@ def _model_outputs(run: Path, photos: list[Path], size: int):
     import keras
     import tensorflow as tf
 
-    from mlimages.model import feature_model
-    from mlimages.pipeline import eval_image
+    from mlimages.input.pipeline import eval_image
+    from mlimages.paper.model import feature_model
 
     model = feature_model(keras.models.load_model(run / "model.keras"))
     out = [model(eval_image(tf.constant(p.read_bytes()), size)[None]) for p in photos]
@@ -126,7 +127,7 @@ def test_features_from_a_plain_list_and_ten_crops(trained, photos, tmp_path, cap
     assert json.loads(capsys.readouterr().out)["crops"] == 10
     import keras
 
-    from mlimages.model import feature_model
+    from mlimages.paper.model import feature_model
 
     model = feature_model(keras.models.load_model(trained["run"] / "model.keras"))
     averaged = np.load(ten)
@@ -140,7 +141,7 @@ def test_ten_crops_centre_is_the_evaluation_input(photos, tmp_path) -> None:
     import tensorflow as tf
     from PIL import Image
 
-    from mlimages.pipeline import eval_image
+    from mlimages.input.pipeline import eval_image
 
     jpeg = photos[1].read_bytes()
     crops = image_input.ten_crops(jpeg, 48, 0.8).numpy()

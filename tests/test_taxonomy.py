@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages.taxonomy import DictionaryError, load_dictionary, parse_dictionary
+from mlimages.data.taxonomy import DictionaryError, load_dictionary, parse_dictionary
 
 HEADER = "category_index\tcategory_id\tindex_of_parent_category\tcategory name\n"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlimages.params import load_params
+from mlimages.config.params import load_params
 
 FAST = {
     "pretrain.global_batch": 16,
@@ -49,7 +49,7 @@ def _env(runs: Path) -> dict[str, str]:
 
 
 def test_same_seed_same_run(smoke_runs: Path) -> None:
-    from mlimages.pretrain import run_pretrain_stage
+    from mlimages.train.pretrain import run_pretrain_stage
 
     params = load_params("smoke", {**FAST, "pretrain.steps": 6})
     first = run_pretrain_stage(params, smoke_runs / "det-a")
@@ -118,7 +118,7 @@ def test_two_local_workers_train_and_checkpoint(smoke_runs: Path) -> None:
 )
 def test_each_loss_kind_trains_to_a_finite_loss(smoke_runs: Path, loss: dict) -> None:
     """The ablation's variants run through the engine; only the adaptive loss logs streaks."""
-    from mlimages.pretrain import run_pretrain_stage
+    from mlimages.train.pretrain import run_pretrain_stage
 
     out = smoke_runs / ("loss-" + "-".join(str(v) for v in loss.values()))
     result = run_pretrain_stage(load_params("smoke", {**FAST, **loss, "pretrain.steps": 6}), out)
@@ -127,6 +127,6 @@ def test_each_loss_kind_trains_to_a_finite_loss(smoke_runs: Path, loss: dict) ->
     assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in log)
     assert ("positive_classes" in log[-1]) == ("loss.counters" in loss)
     if "loss.kind" in loss:  # notebook 04's figure says there are no coefficients
-        from mlimages.pretrain import plot_coefficients
+        from mlimages.train.pretrain import plot_coefficients
 
         assert "no adaptive coefficients" in plot_coefficients(out).axes[0].texts[0].get_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mlimages.model import PORTABLE_SEPARATOR, build_resnet
+from mlimages.paper.model import PORTABLE_SEPARATOR, build_resnet
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "backends"
 

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 import pytest
 
-from mlimages import portable
-from mlimages.model import build_resnet, feature_model, find_layer, tf1_variables
+from mlimages.paper import portable
+from mlimages.paper.model import build_resnet, feature_model, find_layer, tf1_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "data" / "backends"

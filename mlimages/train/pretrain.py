@@ -1,0 +1,317 @@
+"""Pretraining stage: the paper's ResNet and multi-label loss on the profile's records.
+
+`run_pretrain_stage` trains in this process under the strategy the environment asks for;
+`launch` starts it as `python -m mlimages pretrain …` subprocesses (one a local worker), which
+is how notebook 04 runs it: never inside the kernel, whose TensorFlow could not then be
+reconfigured for a cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from mlimages.config.params import Params
+from mlimages.core import fingerprint
+from mlimages.core.atomic import write_json_atomic
+from mlimages.train.launch import follow as follow_run
+from mlimages.train.launch import start, verb_command
+
+STAGE = "pretrain"
+HELD_OUT_FILE = "held_out.json"  # what `pretrain.hold_out_novel` removed from the input
+
+
+def build_model(params: Params, num_classes: int, image_size: int):
+    from mlimages.paper.model import model_from_params
+
+    return model_from_params(params.model, num_classes, image_size)
+
+
+def held_out_classes(params: Params) -> list[int]:
+    """Class indices pretraining must not see (`pretrain.hold_out_novel`): the miniature's
+    novel leaves in its dictionary; none otherwise."""
+    if not params.pretrain.hold_out_novel:
+        return []
+    from mlimages.data.synthetic import ensure_miniature
+    from mlimages.data.taxonomy import load_dictionary
+
+    mini = ensure_miniature(params.synth, params.run_dir / "data" / "mini")
+    taxonomy = load_dictionary(str(mini.dictionary))
+    return sorted(taxonomy.index_of_wnid[w] for w in mini.info["novel_classes"])
+
+
+def held_out_eval(params: Params, index, num_classes: int, exclude: list[int] | None = None):
+    """P/R@k on the first `eval_images` validation images, every `eval_every` steps; those
+    labelled with an `exclude` class are skipped (the held-out novel leaves)."""
+    import numpy as np
+
+    from mlimages.input import pipeline
+    from mlimages.train.engine import precision_recall_eval
+
+    p = params.pretrain
+    batches = pipeline.eval_dataset(
+        index, p.image_size, 256, num_classes, exclude_classes=exclude
+    ).unbatch()
+    images, labels = [], []
+    for image, label in batches.take(p.eval_images):
+        images.append(image.numpy())
+        labels.append(label.numpy())
+    if not images:
+        return None
+    return precision_recall_eval(np.stack(images), np.stack(labels))
+
+
+def task_from_params(params: Params, out: Path, workers: int | None = None):
+    """The pretraining `TrainTask`: records, model, loss options and the authors' schedule.
+    `workers`: the worker count when the environment does not say it (Horovod)."""
+    from mlimages.input import pipeline, records
+    from mlimages.paper.recipe import schedule_from_params
+    from mlimages.train.distributed import cluster_from_environment
+    from mlimages.train.engine import TrainTask
+
+    p = params.pretrain
+    train_index = records.split_index(params, "train")
+    num_classes = train_index.num_classes
+    workers = workers or cluster_from_environment().count
+    exclude = held_out_classes(params)
+    steps_per_epoch = train_index.steps_per_epoch(p.global_batch, workers)
+    if exclude:
+        steps_per_epoch = _held_out_epoch(params, train_index, exclude, out, workers)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"pretrain.global_batch = {p.global_batch} exceeds the {train_index.records} training "
+            f"records ({workers} workers{', novel classes held out' if exclude else ''}); "
+            "expected a smaller batch or more data"
+        )
+    eval_fn = None
+    if p.eval_every:
+        val_index = records.split_index(params, "val")
+        eval_fn = held_out_eval(params, val_index, num_classes, exclude)
+
+    def dataset_fn(ctx, start_step: int):
+        # A resumed run reshuffles from a new seed instead of replaying its first batches.
+        return pipeline.train_dataset(
+            train_index, p.image_size, p.global_batch, num_classes,
+            mode=pipeline.PRETRAIN, seed=params.seed + start_step, input_context=ctx,
+            shuffle_buffer=params.pipeline.shuffle_buffer,
+            **pipeline.augmentation(params.pipeline, pipeline.PRETRAIN),
+            cycle_length=params.pipeline.cycle_length, exclude_classes=exclude,
+        )  # fmt: skip
+
+    return TrainTask(
+        out=out,
+        build_model=lambda: build_model(params, num_classes, p.image_size),
+        dataset_fn=dataset_fn,
+        loss_kind="multilabel",
+        num_classes=num_classes,
+        steps=p.steps,
+        global_batch=p.global_batch,
+        learning_rate=schedule_from_params(params.schedule, p.global_batch),
+        momentum=params.schedule.momentum,
+        weight_decay=params.loss.weight_decay,
+        checkpoint_every=p.checkpoint_every,
+        log_every=p.log_every,
+        eval_every=p.eval_every,
+        eval_fn=eval_fn,
+        loss_options=params.loss.model_dump(exclude={"weight_decay"}),
+        progress=p.progress,
+        max_seconds=p.max_seconds,
+        epoch_steps=steps_per_epoch,
+    )
+
+
+def _held_out_epoch(params: Params, index, exclude: list[int], out: Path, workers: int) -> int:
+    """Count the training records left once `exclude` is dropped, record the counts in
+    `held_out.json` (and on stderr), and return the full batches every worker can take."""
+    import sys
+
+    from mlimages.input import records
+
+    kept = records.records_without(index, exclude)
+    remaining = sum(kept)
+    write_json_atomic(
+        out / HELD_OUT_FILE,
+        {
+            "novel_classes": exclude,
+            "train_images": index.records,
+            "remaining": remaining,
+            "dropped": index.records - remaining,
+        },
+    )
+    print(
+        f"pretrain: novel classes held out: {remaining} of {index.records} training images remain",
+        file=sys.stderr,
+    )
+    index.steps_per_epoch(params.pretrain.global_batch, workers)  # the batch must split
+    per_worker = params.pretrain.global_batch // workers
+    return min(sum(kept[i::workers]) for i in range(workers)) // per_worker
+
+
+# Pretraining settings that change no weight: a run that differs only in them is kept. The
+# step count is one: the schedule is in steps, so a longer run resumes a shorter one (and a
+# run already beyond the steps asked for starts afresh, `run_pretrain_stage`).
+_NOT_IN_THE_WEIGHTS = {
+    "steps", "checkpoint_every", "log_every", "eval_every", "eval_images", "progress",
+    "max_seconds",
+}  # fmt: skip
+
+
+def _latest_checkpoint_step(out: Path) -> int:
+    """The step of the newest checkpoint in `out/ckpt` (0 when there is none)."""
+    steps = [int(p.stem.split("-")[1]) for p in (out / "ckpt").glob("ckpt-*.index")]
+    return max(steps, default=0)
+
+
+def run_values(params: Params) -> dict[str, Any]:
+    """What the pretrained weights depend on (the run's `fingerprint.json`)."""
+    from mlimages.input import records
+
+    return {
+        "model": params.model.model_dump(mode="json"),
+        "loss": params.loss.in_effect(),  # ignored keys left out
+        "schedule": params.schedule.model_dump(mode="json"),
+        "pretrain": params.pretrain.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
+        "pipeline": params.pipeline.model_dump(mode="json", exclude=fingerprint.DISPLAY_ONLY),
+        "seed": params.seed,
+        "records": records.split_index(params, "train").fingerprint,
+    }
+
+
+def _horovod_rank() -> int:
+    """This process's Horovod rank from horovodrun's environment (0 when not set)."""
+    import os
+
+    from mlimages.train.horovod_backend import RANK_ENV
+
+    return int(os.environ.get(RANK_ENV, "0"))
+
+
+def run_pretrain_stage(params: Params, out: Path | None = None) -> dict[str, Any]:
+    """Train in this process (one worker of a cluster, or alone)."""
+    from mlimages.train.distributed import cluster_from_environment, make_strategy
+    from mlimages.train.engine import configure_determinism, run
+
+    out = out or params.stage_dir(STAGE)
+    params.write(out / "params.yaml")
+    worker = cluster_from_environment()
+    if worker.is_chief and (params.pretrain.backend != "horovod" or _horovod_rank() == 0):
+        # One process decides whether the folder's run is this one (workers share it).
+        fingerprint.prepare(out, run_values(params), "pretrain")
+        beyond = _latest_checkpoint_step(out)
+        if beyond > params.pretrain.steps:  # the schedule is in steps: longer runs only resume
+            fingerprint.clear(out, "pretrain", f"its checkpoint is at step {beyond}, beyond "
+                              f"pretrain.steps = {params.pretrain.steps}")  # fmt: skip
+    configure_determinism(params.seed)
+    if params.pretrain.backend == "horovod":
+        from mlimages.train import horovod_backend
+
+        hvd = horovod_backend.init()  # Horovod: horovodrun's processes are the workers
+        return run(task_from_params(params, out, hvd.size()), make_strategy("default"), hvd)
+    strategy = make_strategy(params.pretrain.strategy)
+    return run(task_from_params(params, out), strategy)
+
+
+def command(profile: str | Path, overrides: dict[str, Any], out: Path, workers: int) -> list[str]:
+    """The `mlimages pretrain` arguments that reproduce a resolved notebook or CLI call."""
+    return verb_command(STAGE, profile, overrides, "--out", str(out), "--workers", str(workers))
+
+
+def launch(
+    profile: str | Path, overrides: dict[str, Any], out: Path, workers: int
+) -> subprocess.Popen:
+    """Start pretraining in a subprocess; the caller follows `out/log.jsonl`."""
+    return start(command(profile, overrides, out, workers), out)
+
+
+def follow(
+    process: subprocess.Popen, out: Path, total_steps: int, progress: bool | None = None
+) -> dict:
+    """A progress bar from the run's log until it ends; its JSON result."""
+    from mlimages.train.engine import last_logged_step
+
+    return follow_run(process, out, total_steps, lambda: last_logged_step(out), STAGE, progress)
+
+
+def plot_curves(out: Path):
+    """Loss, learning rate and held-out P/R@k against the step, from `log.jsonl`."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mlimages.train.engine import read_log
+
+    log = pd.DataFrame(read_log(out))
+    if log.empty:
+        raise ValueError(f"{out / 'log.jsonl'}: no logged steps yet")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    log.plot(x="step", y="loss", ax=axes[0], title="training loss", legend=False)
+    log.plot(x="step", y="learning_rate", ax=axes[1], title="learning rate", legend=False)
+    quality = [c for c in log.columns if c.startswith(("precision@", "recall@"))]
+    if quality:
+        log.dropna(subset=quality).plot(x="step", y=quality, ax=axes[2], marker="o")
+        axes[2].set_title("held-out P/R@k")
+    else:
+        axes[2].set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def plot_coefficients(out: Path):
+    """The adaptive loss's coefficients of the batch's positive classes against the step:
+    median and 10-90% band, and the share at the 0.01 floor (`train.coefficient_summary`).
+    A run of another loss kind has none: a figure saying so (notebook 04 runs on)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import yaml
+
+    from mlimages.train.engine import read_log
+
+    saved = out / "params.yaml"
+    loss = yaml.safe_load(saved.read_text()).get("loss", {}) if saved.is_file() else {}
+    if loss.get("kind", "adaptive") != "adaptive":
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        text = f"no adaptive coefficients: loss.kind is {loss['kind']!r} (no streaks)"
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8)
+        ax.set_axis_off()
+        return fig
+    log = pd.DataFrame(read_log(out))
+    if "coef_median" not in log.columns:
+        raise ValueError(f"{out / 'log.jsonl'}: no loss coefficients (multi-label runs log them)")
+    log = log.dropna(subset=["coef_median"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    axes[0].fill_between(log["step"], log["coef_p10"], log["coef_p90"], alpha=0.3, label="10-90%")
+    axes[0].plot(log["step"], log["coef_median"], label="median")
+    axes[0].axhline(0.01, color="grey", linestyle="--", label="floor 0.01")
+    axes[0].axhline(2.0, color="grey", linestyle=":", label="first batch (2.0)")
+    axes[0].set_yscale("log")
+    axes[0].set_title("coefficient of a class positive in the batch")
+    axes[1].plot(log["step"], 100 * log["coef_at_floor"], label="at the floor (%)")
+    axes[1].plot(log["step"], log["positive_classes"], label="positive classes in the batch")
+    axes[1].set_title("classes at the floor, classes in the batch")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def summary_table(out: Path, result: dict[str, Any]):
+    """One row a figure a reader asks for after a run: speed per worker, where the weights are."""
+    import pandas as pd
+
+    from mlimages.train.engine import read_log
+
+    log = pd.DataFrame(read_log(out))
+    steady = log.iloc[1:] if len(log) > 1 else log  # the first window includes tracing
+    rows = {
+        "steps": result["steps"],
+        "workers": result["workers"],
+        "replicas": result["replicas"],
+        "epochs": result.get("epochs"),
+        "final loss": result["final_loss"],
+        "images/s (all workers)": steady["images_per_sec"].mean() if len(steady) else None,
+        "images/s per worker": steady["images_per_sec_per_worker"].mean() if len(steady) else None,
+        "resumed from step": result["resumed_from_step"],
+        "checkpoint": result["checkpoint"],
+    }
+    return pd.DataFrame({"value": rows})
