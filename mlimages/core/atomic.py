@@ -11,18 +11,43 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+@contextmanager
+def atomic_path(
+    path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None
+) -> Iterator[Path]:
+    """A temporary name to write `path` under; renamed onto `path` when the block ends, removed
+    (file or folder) when it raises.
+
+    The temporary name keeps the suffix, since Keras, numpy and matplotlib choose the format by
+    it, and holds the process and thread, so that concurrent writers never share one. It sits
+    beside `path` unless `tmp_dir` (on the same file system) is given, for folders that others
+    list while it is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    where = Path(tmp_dir) if tmp_dir is not None else path.parent
+    tmp = where / f".{path.stem}.tmp{os.getpid()}-{threading.get_ident()}{path.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def finite_or_none(value: Any) -> Any:
@@ -59,8 +84,7 @@ def copy_files_atomic(names: Iterable[str], source: Path, target: Path) -> list[
     target.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in names:
-        tmp = target / f".{name}.tmp{os.getpid()}"
-        shutil.copyfile(source / name, tmp)
-        os.replace(tmp, target / name)
+        with atomic_path(target / name) as tmp:
+            shutil.copyfile(source / name, tmp)
         copied.append(target / name)
     return copied
