@@ -2,7 +2,7 @@
 
 The readers stop at the first malformed line, which is right for training and useless for
 judging a 17.6M-line list that people download from a mirror. This check reads the list with
-`annotations.read_lenient` (the same fast path; the reference parser in its reporting mode
+`label_read.read_lenient` (the same fast path; the reference parser in its reporting mode
 where a chunk is unusual), then looks at the whole table with vectorised passes: duplicated
 keys, class indices outside the dictionary, classes repeated on a line, labels whose parent
 is missing (closure) and the classes each kind of key uses. Every fault is counted in full
@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.data.annotations import LabelListError, LabelTable, read_lenient
+from mlimages.data.label_parse import LabelListError
+from mlimages.data.label_read import read_lenient
+from mlimages.data.label_table import KINDS, LabelTable
 from mlimages.data.taxonomy import Taxonomy
 
 EXAMPLES = 10
-KINDS = ("file", "url", "imagenet")  # annotations' key kinds, in its code order
 # Faults of the reference parser, grouped as the report names them.
 PARSER_GROUPS = {
     "empty_key": "bad_key",
@@ -380,7 +381,7 @@ def _not_closed(table: LabelTable, row_lines: np.ndarray, taxonomy: Taxonomy, li
 
 
 def _key_kinds(table: LabelTable, num_classes: int | None) -> dict[str, dict[str, int]]:
-    """Keys and distinct classes used by each kind of key (as `annotations` classifies keys)."""
+    """Keys and distinct classes used by each kind of key (as `LabelTable.key_kind` sorts them)."""
     codes = table._kind_codes()
     width = num_classes if num_classes is not None else int(table.indices.max(initial=-1)) + 1
     dense = width <= 1 << 26  # a flag per class and kind; else sort

@@ -48,8 +48,9 @@ from tqdm.auto import tqdm
 from mlimages.config.params import SynthParams
 from mlimages.core.atomic import dumps_json, write_text_atomic
 from mlimages.core.progress import quiet
-from mlimages.data.annotations import LabelTable, read_label_list
 from mlimages.data.appearance import Look, looks, sprite
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 from mlimages.data.miniforest import ANCHORS, BACKGROUNDS, anchor_of, mini_forest
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 
