@@ -8,7 +8,7 @@ target task, the random-feature linear probe (ckpt 6) for the ML-Images linear p
 (ckpt 5), and the class-prior ranking (notebook 06's `prior_*` columns) for the pretrained
 model's multi-label figures.
 
-Inputs are the fine-tuning results table (`report.load_results`: a row per ckpt, seed and
+Inputs are the fine-tuning results table (`paper_vs_ours.load_results`: a row per ckpt, seed and
 evaluation size), the evaluation stage's `multilabel.csv` and the parameters; a checkpoint
 that was not run gives its claim no seeds and an `inconclusive` verdict, never an error.
 """
