@@ -244,7 +244,8 @@ def save(data: ExploreData, params: Params) -> Path:
 
 def miniature_vs_paper(data: ExploreData, global_batch: int) -> pd.DataFrame:
     """The miniature's figures (`synthetic.statistics`) beside the paper's; the rows the
-    paper has no figure for are the ones DESIGN §5 asks of the miniature."""
+    paper has no figure for (leaves, the spread of images per class, the share of leaves a
+    batch holds) say whether the paper's mechanisms act on the miniature as at scale."""
     if data.mini is None:
         raise ValueError("the profile does not use the miniature (data.uses_miniature)")
     stats = statistics(data.mini, global_batch)

@@ -1,8 +1,8 @@
 """The label table: a label list held as CSR arrays, and the statistics built on it.
 
 Keys are stored as one utf-8 byte buffer plus offsets, labels as ``indptr`` / ``indices`` /
-``confidences``: the full training list has 17.6M lines, and as many Python strings would cost
-gigabytes. The table also writes itself back in the authors' text format.
+``confidences``: the full training list has 17.6M lines, too many to hold as Python strings.
+The table also writes itself back in the authors' text format.
 """
 
 from __future__ import annotations

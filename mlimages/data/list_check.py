@@ -139,7 +139,7 @@ def check_list(
     """Check a label list; `num_classes` defaults to the dictionary's.
 
     Not being closed over ancestors is reported with the dictionary but is a fault only with
-    `expect_closed`: the published lists are not closed everywhere (DESIGN §3).
+    `expect_closed`: the published lists are not closed everywhere.
     """
     if taxonomy is not None:
         if num_classes is not None and num_classes != taxonomy.num_classes:
@@ -240,7 +240,7 @@ def _powers(base: int, n: int) -> np.ndarray:
 
 
 def _key_hashes(table: LabelTable) -> np.ndarray:
-    """A 64-bit hash of every key, vectorised (17.6M Python strings would cost GBs)."""
+    """A 64-bit hash of every key, vectorised (17.6M Python strings would cost too much memory)."""
     offsets = table.key_offsets
     n = len(table)
     out = np.empty(n, dtype=np.uint64)

@@ -1,6 +1,6 @@
 """The paper's claims with a verdict each, and every figure beside its baseline (notebook 07).
 
-A reproduction is judged by its verdicts (DESIGN §7): for each claim, the paper's difference
+A reproduction is judged by its verdicts: for each claim, the paper's difference
 between two checkpoints, ours as the mean of paired per-seed differences with a 95% interval
 (`mlimages.core.stats`), and a verdict read off the interval. Every figure also stands beside a
 baseline computed in the same run, so a reader sees what was learnt: chance for top-k on the
