@@ -1,7 +1,7 @@
 """The one compiled part of mlimages: the label-list scanner (mlimages/data/_labelscan.c).
 
 Optional: where no C compiler is found the build goes on without it and
-``mlimages.data.annotations`` uses its numpy path (slower, same results).
+the label-list reader uses its numpy path (slower, same results).
 """
 
 import sys

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 from mlimages.input import records
 
 NUM_CLASSES = 11_166

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlimages.data import annotations
-from mlimages.data.annotations import label_stats, read_label_list
+from mlimages.data.label_compiled import scanner
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import label_stats
 
 NUM_CLASSES = 11_166
 SPEEDUP_GOAL = 10.0
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MISMATCH: loop saw {loop_labels} labels, read_label_list {table.num_labels}")
         return 2
     speedup = loop_s / fast_s
-    engine = "C scanner" if annotations._labelscan is not None else "numpy"
+    engine = "C scanner" if scanner() is not None else "numpy"
     bytes_per_label = table.label_nbytes / max(table.num_labels, 1)
     result = {
         "lines": args.lines,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from label_parsing import NUM_CLASSES, write_list
 
-from mlimages.data.annotations import read_label_list
+from mlimages.data.label_read import read_label_list
 from mlimages.data.list_check import check_list
 from mlimages.data.taxonomy import load_dictionary
 

@@ -57,7 +57,8 @@ def cmd_taxonomy_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_annotations_stats(args: argparse.Namespace) -> None:
-    from mlimages.data.annotations import label_stats, read_label_list
+    from mlimages.data.label_read import read_label_list
+    from mlimages.data.label_table import label_stats
 
     taxonomy = None
     if args.dictionary:
@@ -237,7 +238,7 @@ def _download_params(args: argparse.Namespace):
 def cmd_subset(args: argparse.Namespace) -> None:
     from mlimages.config.params import SubsetParams
     from mlimages.data import subset
-    from mlimages.data.annotations import read_label_list
+    from mlimages.data.label_read import read_label_list
 
     taxonomy = None
     if args.dictionary:
@@ -279,7 +280,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         return
     if not args.out:
         raise ValueError("--out DIR is required with a label list")
-    from mlimages.data.annotations import read_label_list
+    from mlimages.data.label_read import read_label_list
 
     table = read_label_list(args.label_list, progress=options.progress)
     out = Path(args.out)
@@ -312,7 +313,7 @@ def cmd_download_merge(args: argparse.Namespace) -> None:
 def cmd_imagenet_extract(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mlimages.data.annotations import read_label_list
+    from mlimages.data.label_read import read_label_list
     from mlimages.fetch.imagenet import extract
 
     _, options = _download_params(args)

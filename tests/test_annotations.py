@@ -1,17 +1,28 @@
-"""Tests for mlimages.data.annotations: the two parsers agree, errors point at the line, and the
-LabelTable operations match naive Python versions."""
+"""Tests for the label lists (mlimages.data.label_*): the two parsers agree, errors point at the
+line, and the LabelTable operations match naive Python versions."""
 
 from __future__ import annotations
 
 import json
 import mmap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mlimages.data import annotations as ann
-from mlimages.data.annotations import LabelListError, LabelTable, label_stats, read_label_list
+from mlimages.data import (
+    label_builder,
+    label_compiled,
+    label_fast,
+    label_parse,
+    label_read,
+    label_swar,
+    label_table,
+)
+from mlimages.data.label_parse import LabelListError
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable, label_stats
 
 SHARED = Path(__file__).resolve().parent / "data" / "authors"  # vendored, see its NOTICE.md
 SHARED_LISTS = [
@@ -23,7 +34,7 @@ NUM_CLASSES = 11_166
 
 
 def build(parts: list) -> LabelTable:
-    builder = ann._TableBuilder()
+    builder = label_builder.TableBuilder()
     for part in parts:
         builder.add(part)
     return builder.build("test")
@@ -36,7 +47,7 @@ ENGINES = ["numpy", "compiled"]
 def engine(request: pytest.FixtureRequest) -> str:
     """Each fast path: the C scanner (built by every install here) and the numpy one."""
     if request.param == "compiled":
-        assert ann._labelscan is not None, (
+        assert label_compiled._labelscan is not None, (
             "pip install should have built mlimages/data/_labelscan.c"
         )
     return request.param
@@ -46,7 +57,7 @@ def fast_and_slow(
     data: bytes, num_classes: int | None = None, vocab_bits: int = 18, engine: str = "numpy"
 ) -> tuple[LabelTable | None, LabelTable]:
     """Both parsers on the same bytes; the fast result is None where it handed over."""
-    slow = build([ann._parse_slow(data, 1, "test", num_classes)])
+    slow = build([label_parse.parse_slow(data, 1, "test", num_classes)])
     return fast_only(data, num_classes, vocab_bits, engine), slow
 
 
@@ -55,15 +66,15 @@ def fast_only(
 ) -> LabelTable | None:
     """The fast path alone; None where it handed over."""
     n = len(data)
-    buf = np.zeros(n + 1 + ann._PAD_BYTES + 8, dtype=np.uint8)
+    buf = np.zeros(n + 1 + label_swar.PAD_BYTES + 8, dtype=np.uint8)
     buf[:n] = np.frombuffer(data, dtype=np.uint8)
     stop = n
     if n and not data.endswith(b"\n"):
         buf[n] = ord("\n")
         stop += 1
-    state = ann._FastState(num_classes, compiled=engine == "compiled", vocab_bits=vocab_bits)
-    builder = ann._TableBuilder()
-    return builder.build("test") if ann._parse_chunk(buf, 0, stop, state, builder) else None
+    state = label_fast.FastState(num_classes, compiled=engine == "compiled", vocab_bits=vocab_bits)
+    builder = label_builder.TableBuilder()
+    return builder.build("test") if label_fast.parse_chunk(buf, 0, stop, state, builder) else None
 
 
 def assert_same(a: LabelTable, b: LabelTable) -> None:
@@ -139,7 +150,7 @@ def test_fast_path_stays_exact_when_vocabulary_slots_collide(seed: int) -> None:
 def use_engine(monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     """Make ``read_label_list`` take ``engine`` whatever the file's size."""
     if engine == "numpy":  # as on an install without a C compiler
-        monkeypatch.setattr(ann, "_labelscan", None)
+        monkeypatch.setattr(label_compiled, "_labelscan", None)
 
 
 @pytest.mark.parametrize("chunk_lines", [1, 3, 64, 262_144])
@@ -147,8 +158,8 @@ def test_reader_matches_reference_with_fallback_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_lines: int, engine: str
 ) -> None:
     data = random_list(np.random.default_rng(7), 500, exotic=True)
-    monkeypatch.setattr(ann, "_SLICE_BYTES", 512)  # many slices per chunk
-    monkeypatch.setattr(ann, "_PIECE_BYTES", 256)  # small reads and newline scans
+    monkeypatch.setattr(label_fast, "_SLICE_BYTES", 512)  # many slices per chunk
+    monkeypatch.setattr(label_read, "_PIECE_BYTES", 256)  # small reads and newline scans
     use_engine(monkeypatch, engine)
     table = read_label_list(write(tmp_path, data), chunk_lines=chunk_lines, progress=False)
     _, slow = fast_and_slow(data)
@@ -211,20 +222,20 @@ def test_fast_paths_on_edge_cases(data: bytes, engine: str) -> None:
 def test_fast_paths_hand_over_what_they_cannot_validate(data: bytes, engine: str) -> None:
     assert fast_only(data, NUM_CLASSES, engine=engine) is None
     with pytest.raises(LabelListError):
-        ann._parse_slow(data, 1, "test", NUM_CLASSES)
+        label_parse.parse_slow(data, 1, "test", NUM_CLASSES)
 
 
 def test_a_failing_slice_leaves_the_table_as_it_was(engine: str) -> None:
     good = b"".join(b"img_%d.jpg %d:0.9\n" % (i, i % 50) for i in range(200))
     data = good + b"bad.jpg 1:2\n" + good
-    buf = np.zeros(len(data) + ann._PAD_BYTES + 8, dtype=np.uint8)
+    buf = np.zeros(len(data) + label_swar.PAD_BYTES + 8, dtype=np.uint8)
     buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    state = ann._FastState(None, compiled=engine == "compiled")
-    builder = ann._TableBuilder()
-    assert ann._parse_chunk(buf, 0, len(good), state, builder)
+    state = label_fast.FastState(None, compiled=engine == "compiled")
+    builder = label_builder.TableBuilder()
+    assert label_fast.parse_chunk(buf, 0, len(good), state, builder)
     before = builder.mark()
-    with ann.ThreadPoolExecutor(2) as pool:
-        assert not ann._parse_chunk(buf, 0, len(data), state, builder, pool.map)
+    with ThreadPoolExecutor(2) as pool:
+        assert not label_fast.parse_chunk(buf, 0, len(data), state, builder, pool.map)
     assert builder.mark() == before
     assert builder.build("test") == fast_and_slow(good)[1]
 
@@ -527,7 +538,7 @@ def test_close_adds_ancestors_with_max_confidence(monkeypatch: pytest.MonkeyPatc
         for k in rng.integers(0, 6, 200)
     ]
     table = LabelTable.from_rows([f"k{i}" for i in range(200)], rows)
-    monkeypatch.setattr(ann, "_CLOSE_ROWS", 7)
+    monkeypatch.setattr(label_table, "_CLOSE_ROWS", 7)
     closed = table.close(FakeTaxonomy())
     for i, want in enumerate(naive_close(table, FakeTaxonomy())):
         indices, confs = closed.labels(i)
@@ -568,8 +579,8 @@ def test_select_and_to_dense() -> None:
 def test_cooccurrence_matches_dense_counts(
     monkeypatch: pytest.MonkeyPatch, dense_pairs: int
 ) -> None:
-    monkeypatch.setattr(ann, "_DENSE_PAIRS", dense_pairs)
-    monkeypatch.setattr(ann, "_LABEL_BUDGET", 16)
+    monkeypatch.setattr(label_table, "_DENSE_PAIRS", dense_pairs)
+    monkeypatch.setattr(label_table, "_LABEL_BUDGET", 16)
     rng = np.random.default_rng(5)
     rows = [
         [(int(c), float(rng.choice([0.0, 0.5, 1.0]))) for c in rng.integers(0, 30, k)]
@@ -587,7 +598,7 @@ def test_cooccurrence_matches_dense_counts(
 
 
 def test_write_round_trips_and_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ann, "_LABEL_BUDGET", 16)
+    monkeypatch.setattr(label_table, "_LABEL_BUDGET", 16)
     rng = np.random.default_rng(11)
     confs = np.concatenate(([0.0, 1.0, 0.9, 1e-8, 0.1 + 0.2], rng.random(2000))).astype(np.float32)
     rows = [
@@ -634,7 +645,8 @@ def test_columns_mapped_at_once_hold_the_same_table(
     use_engine(monkeypatch, engine)
     path = write(tmp_path, random_list(np.random.default_rng(7), 15_000))
     expected = read_label_list(path, chunk_lines=2000, progress=False)
-    monkeypatch.setattr(ann, "_PREFAULT_MIN_BYTES", 0)  # every column that grows is mapped
+    # every column that grows is mapped
+    monkeypatch.setattr(label_builder, "_PREFAULT_MIN_BYTES", 0)
     mapped = read_label_list(path, chunk_lines=2000, progress=False)
     assert_same(mapped, expected)
     assert mapped.num_labels > 1 << 16  # so labels too outgrew the columns' first arrays

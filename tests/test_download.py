@@ -18,7 +18,8 @@ from PIL import Image
 
 from mlimages.cli import main
 from mlimages.config.params import DownloadParams, load_params
-from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 from mlimages.fetch import download
 from mlimages.fetch.fetcher import _retry_after
 from mlimages.fetch.manifest import MANIFEST, ManifestWriter, read_manifest

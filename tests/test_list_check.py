@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlimages.cli import main
-from mlimages.data.annotations import read_label_list
+from mlimages.data.label_read import read_label_list
 from mlimages.data.list_check import check_list
 from mlimages.data.taxonomy import Taxonomy
 

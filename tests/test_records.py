@@ -17,7 +17,8 @@ from PIL import Image
 
 from mlimages import cli
 from mlimages.config.params import SynthParams, load_params
-from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 from mlimages.data.synthetic import ensure_miniature, mini_taxonomy
 from mlimages.input import records
 

@@ -13,7 +13,7 @@ import pytest
 from mlimages import cli
 from mlimages.config.params import Params, load_params
 from mlimages.core import stats
-from mlimages.report import paper_vs_ours, verdicts
+from mlimages.report import deviations, paper_comparison, paper_vs_ours, text_tables, verdicts
 
 TOP1 = {(1, 0): 40.0, (1, 1): 42.0, (2, 0): 45.0, (2, 1): 46.0}
 
@@ -82,7 +82,7 @@ def smoke(runs: Path) -> Params:
 
 
 def test_comparison_one_row_per_checkpoint(smoke: Params) -> None:
-    table = paper_vs_ours.comparison(paper_vs_ours.load_results(smoke), smoke)
+    table = paper_comparison.comparison(paper_vs_ours.load_results(smoke), smoke)
     assert table["ckpt"].tolist() == [1, 2, 3, 4, 5]
     row = table.set_index("ckpt").loc[1]
     assert row["paper_top1_224"] == 77.8 and row["paper_top5_299"] == 94.5
@@ -111,17 +111,17 @@ def test_results_are_checked_against_the_contract(runs: Path) -> None:
     frame.loc[0, "img_size"] = 999
     frame.to_csv(path, index=False)
     with pytest.raises(ValueError, match="999"):
-        paper_vs_ours.comparison(paper_vs_ours.load_results(params), params)
+        paper_comparison.comparison(paper_vs_ours.load_results(params), params)
 
 
 def test_markdown_and_latex(smoke: Params) -> None:
-    display = paper_vs_ours.display_table(
-        paper_vs_ours.comparison(paper_vs_ours.load_results(smoke), smoke)
+    display = paper_comparison.display_table(
+        paper_comparison.comparison(paper_vs_ours.load_results(smoke), smoke)
     )
-    md = paper_vs_ours.markdown_table(display).splitlines()
+    md = text_tables.markdown_table(display).splitlines()
     assert len(md) == 2 + 5 and md[0].count("|") == len(display.columns) + 1
     assert "41.0 ± 1.4 (-36.8)" in md[2]
-    tex = paper_vs_ours.latex_table(display, "caption with 50% & more")
+    tex = text_tables.latex_table(display, "caption with 50% & more")
     assert r"\begin{tabular}{rl" in tex and r"50\% \& more" in tex and r"$\pm$" in tex
     assert tex.count(r"\\") == 1 + 5
 
@@ -234,7 +234,7 @@ def test_baselines_beside_every_figure(smoke: Params) -> None:
 
 def test_summary_compares_the_checkpoints_each_claim_names(smoke: Params) -> None:
     found = verdicts.claim_results(paper_vs_ours.load_results(smoke), smoke)
-    text = paper_vs_ours.summary_sentences(found, smoke, 0.1308, 240)
+    text = paper_comparison.summary_sentences(found, smoke, 0.1308, 240)
     # ckpt 2 - ckpt 1 at base: 5 and 4 points on the two seeds
     assert "ours +4.5 points at 24 px, 95% interval [-1.9, +10.9] over 2 paired seeds" in text
     assert "ckpt 3 - ckpt 1" not in text and "ckpt 3 - ckpt 2" in text
@@ -242,30 +242,30 @@ def test_summary_compares_the_checkpoints_each_claim_names(smoke: Params) -> Non
 
 
 def test_dataset_and_multilabel_tables(smoke: Params) -> None:
-    data = paper_vs_ours.dataset_table(smoke).set_index("key")
+    data = paper_comparison.dataset_table(smoke).set_index("key")
     assert data.loc["max_depth", "paper"] == 16 and data.loc["max_depth", "ours_full_list"] == 9
     assert data.loc["train_images", "ours_subset"] == 240
     assert data.loc["images_per_class_mean", "ours_subset"] == 4080 / 40
     assert data.loc["classes", "ours_over_paper"] == float(f"{64 / 11166:.4g}")
-    multi = paper_vs_ours.multilabel_table(smoke)
+    multi = paper_comparison.multilabel_table(smoke)
     assert multi["paper"].tolist() == [23.3, 28.1]
     assert multi["ours"].tolist() == pytest.approx([np.linspace(10, 30, 10)[4], 30.0], abs=0.01)
     (smoke.run_dir / "evaluate" / "multilabel.csv").write_text("k,f1\n5,0.2\n")
     with pytest.raises(ValueError, match=r"multilabel.csv: missing columns \['f1_at_k'\]"):
-        paper_vs_ours.multilabel_table(smoke)
+        paper_comparison.multilabel_table(smoke)
 
 
 def test_hierarchy_on_the_authors_dictionary(runs: Path, shared: Path) -> None:
     dictionary = str(shared / "dictionary_and_semantic_hierarchy.txt")
     params = load_params("smoke", {"data.dictionary": dictionary})
-    figures = paper_vs_ours.hierarchy_figures(params)
+    figures = paper_comparison.hierarchy_figures(params)
     assert figures["classes"] == 11166 and figures["max_depth"] == 16
     assert round(figures["mean_depth"], 2) == 7.47
 
 
 def test_deviations_are_computed_from_the_parameters(smoke: Params) -> None:
     results = paper_vs_ours.load_results(smoke)
-    devs = paper_vs_ours.deviations(smoke, results).set_index("aspect")
+    devs = deviations.deviations(smoke, results).set_index("aspect")
     assert "hue ±0.0" in devs.loc["colour augmentation", "ours"]
     assert devs.loc["colour augmentation", "deviates"]
     assert "240 images" in devs.loc["data size", "ours"]
@@ -275,23 +275,23 @@ def test_deviations_are_computed_from_the_parameters(smoke: Params) -> None:
     # with the paper's hue, colour augmentation is no deviation
     same = load_params("smoke", {"pipeline.hue_delta": 0.2})
     assert (
-        not paper_vs_ours.deviations(same, results)
+        not deviations.deviations(same, results)
         .set_index("aspect")
         .loc["colour augmentation", "deviates"]
     )
-    diff = paper_vs_ours.parameter_differences(smoke).set_index("key")
+    diff = deviations.parameter_differences(smoke).set_index("key")
     assert diff.loc["pipeline.hue_delta", "ours"] == "0.0"
     assert diff.loc["model.width", "paper"] == "64"
     not_method = ("data.", "download.", "report.", "experiments.")
     assert not any(k.startswith(not_method) for k in diff.index)
-    md = paper_vs_ours.deviations_markdown(
-        paper_vs_ours.deviations(smoke, results), paper_vs_ours.parameter_differences(smoke)
+    md = deviations.deviations_markdown(
+        deviations.deviations(smoke, results), deviations.parameter_differences(smoke)
     )
     assert md.startswith("## Deviations from the paper") and "- **colour augmentation**" in md
 
 
 def test_plans_table(smoke: Params) -> None:
-    plans = paper_vs_ours.plans(smoke).set_index("label")
+    plans = deviations.plans(smoke).set_index("label")
     paper_row = plans.loc["paper: 128 GPUs, 90 h (stated)"]
     assert paper_row["wall_hours"] == 90.0 and paper_row["gpu_hours"] == 11520.0
     counts = [f"full ML-Images, {n} x {smoke.plan.gpu}" for n in smoke.plan.gpu_counts]

@@ -1,7 +1,7 @@
 """How a class of the miniature looks: one visual attribute per branching level of its path.
 
 A dog breed shares a dog's shape; the miniature makes that literal so that what a network
-learns about a parent helps with its children (DESIGN §5). Walking down from a root, every
+learns about a parent helps with its children. Walking down from a root, every
 class with two or more children hands each child a value of the next unused attribute (in
 the order below) that has enough values for all of them; when none has, it combines the
 largest unused ones. Siblings therefore differ in the attribute of their level, relatives

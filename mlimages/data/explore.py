@@ -14,7 +14,8 @@ import pandas as pd
 
 from mlimages.config.params import Params
 from mlimages.core.atomic import write_json_atomic
-from mlimages.data.annotations import LabelTable, label_stats, read_label_list
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable, label_stats
 from mlimages.data.synthetic import MiniDataset, ensure_miniature, statistics
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 from mlimages.paper.facts import dataset_statistics
@@ -243,7 +244,8 @@ def save(data: ExploreData, params: Params) -> Path:
 
 def miniature_vs_paper(data: ExploreData, global_batch: int) -> pd.DataFrame:
     """The miniature's figures (`synthetic.statistics`) beside the paper's; the rows the
-    paper has no figure for are the ones DESIGN §5 asks of the miniature."""
+    paper has no figure for (leaves, the spread of images per class, the share of leaves a
+    batch holds) say whether the paper's mechanisms act on the miniature as at scale."""
     if data.mini is None:
         raise ValueError("the profile does not use the miniature (data.uses_miniature)")
     stats = statistics(data.mini, global_batch)

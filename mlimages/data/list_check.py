@@ -2,7 +2,7 @@
 
 The readers stop at the first malformed line, which is right for training and useless for
 judging a 17.6M-line list that people download from a mirror. This check reads the list with
-`annotations.read_lenient` (the same fast path; the reference parser in its reporting mode
+`label_read.read_lenient` (the same fast path; the reference parser in its reporting mode
 where a chunk is unusual), then looks at the whole table with vectorised passes: duplicated
 keys, class indices outside the dictionary, classes repeated on a line, labels whose parent
 is missing (closure) and the classes each kind of key uses. Every fault is counted in full
@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.data.annotations import LabelListError, LabelTable, read_lenient
+from mlimages.data.label_parse import LabelListError
+from mlimages.data.label_read import read_lenient
+from mlimages.data.label_table import KINDS, LabelTable
 from mlimages.data.taxonomy import Taxonomy
 
 EXAMPLES = 10
-KINDS = ("file", "url", "imagenet")  # annotations' key kinds, in its code order
 # Faults of the reference parser, grouped as the report names them.
 PARSER_GROUPS = {
     "empty_key": "bad_key",
@@ -138,7 +139,7 @@ def check_list(
     """Check a label list; `num_classes` defaults to the dictionary's.
 
     Not being closed over ancestors is reported with the dictionary but is a fault only with
-    `expect_closed`: the published lists are not closed everywhere (DESIGN §3).
+    `expect_closed`: the published lists are not closed everywhere.
     """
     if taxonomy is not None:
         if num_classes is not None and num_classes != taxonomy.num_classes:
@@ -239,7 +240,7 @@ def _powers(base: int, n: int) -> np.ndarray:
 
 
 def _key_hashes(table: LabelTable) -> np.ndarray:
-    """A 64-bit hash of every key, vectorised (17.6M Python strings would cost GBs)."""
+    """A 64-bit hash of every key, vectorised (17.6M Python strings would cost too much memory)."""
     offsets = table.key_offsets
     n = len(table)
     out = np.empty(n, dtype=np.uint64)
@@ -380,7 +381,7 @@ def _not_closed(table: LabelTable, row_lines: np.ndarray, taxonomy: Taxonomy, li
 
 
 def _key_kinds(table: LabelTable, num_classes: int | None) -> dict[str, dict[str, int]]:
-    """Keys and distinct classes used by each kind of key (as `annotations` classifies keys)."""
+    """Keys and distinct classes used by each kind of key (as `LabelTable.key_kind` sorts them)."""
     codes = table._kind_codes()
     width = num_classes if num_classes is not None else int(table.indices.max(initial=-1)) + 1
     dense = width <= 1 << 26  # a flag per class and kind; else sort

@@ -1,7 +1,7 @@
 """The miniature's classes: a real sub-forest of the authors' dictionary, chosen by rule.
 
 The adaptive loss and the ancestor closure only act as at scale on several hundred classes
-with deep paths (DESIGN §5), so the miniature takes a fixed list of diverse subtrees (dogs,
+with deep paths, so the miniature takes a fixed list of diverse subtrees (dogs,
 birds, fish, flowers, trees, vehicles, boats, tools, buildings, …), a few leaves of each spread
 evenly over the subtree's leaves in the authors' index order, and closes them over their
 ancestors. The result is vendored as `mlimages/data/mini_forest.tsv` in the authors'

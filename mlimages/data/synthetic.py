@@ -1,7 +1,7 @@
 """Mini ML-Images: a seeded miniature of the database, written in the authors' formats.
 
 No real image can be fetched on a fresh machine, and the full study needs a cluster, so the
-default profile runs on this. It keeps what the paper's mechanisms depend on (DESIGN §5):
+default profile runs on this. It keeps what the paper's mechanisms depend on:
 
 - Classes: a real sub-forest of the authors' dictionary, several hundred classes 15 edges
   deep at most (`mlimages.data.miniforest`, vendored as `mlimages/data/mini_forest.tsv`).
@@ -12,25 +12,21 @@ default profile runs on this. It keeps what the paper's mechanisms depend on (DE
   over ancestors at the authors' confidences (0.8/0.9/1.0), with noise on a share of the
   training images and an unclosed share listed without ancestors, as published.
 - The long tail: the leaves are ranked by a seeded permutation and every object draws its
-  leaf with p(rank) proportional to rank^-a, a = `tail_exponent`, after `tail_floor`
-  objects of every leaf are placed first (so each leaf is in at least a few training
-  images). The default a = 0.95 is the least-squares slope of log images against log rank
-  of the paper's images-per-class figure (`paper_num_images_per_class.png`, digitised)
-  over ranks 1,000-9,500, the bulk of its 11,166 classes where leaves dominate; the steeper
-  head of that figure (up to a = 1.7 from rank 20) is ancestors' counts, which the
-  closure here produces by itself. A pure power law through the paper's two summary
-  numbers (13,843 images a class on average, 10,505 classes over 100 images) gives
-  a = 1.42, a head far steeper than the bulk, so the figure's bulk was fitted instead.
-  With 230 object leaves and 2 objects an image on average, a batch of 64 images holds
-  about a quarter of the leaves: the adaptive loss's streak counters see absences, as
-  at scale.
+  leaf with p(rank) proportional to rank^-a, a = `tail_exponent`, once `tail_floor` objects
+  of every leaf are placed (so each leaf is in a few training images at least). The default
+  a = 0.95 is the least-squares slope of log images against log rank of the paper's
+  images-per-class figure (digitised) over ranks 1,000-9,500, the bulk of its 11,166
+  classes where leaves dominate; the figure's steeper head (up to a = 1.7 from rank 20) is
+  ancestors' counts, which the closure here produces by itself. A power law through the
+  paper's two summary numbers (13,843 images a class on average, 10,505 classes over 100
+  images) would give a = 1.42, far steeper than the bulk. A batch holds only part of the
+  leaves: the adaptive loss's streak counters see absences, as at scale.
 - The target task (the miniature's ImageNet): single-object images of `target_classes`
   pretraining leaves from the frequent-to-middle part of the tail, one subtree after the
   other, generated apart from the pretraining images (an optional small distractor).
-- The novel task (`novel_classes` > 0): the same kind of task on other leaves of the same
-  band, for the novel-classes experiment: pretraining can be told to drop every image of
-  them (`pretrain.hold_out_novel`), so that only their ancestors are seen through other
-  leaves. The pretraining images themselves are the same with or without it.
+- The novel task (`novel_classes` > 0): the same kind of task on other leaves of the band.
+  Pretraining may drop their images (`pretrain.hold_out_novel`, the novel-classes experiment)
+  so that their ancestors are seen only through other leaves; the other images stay the same.
 """
 
 from __future__ import annotations
@@ -48,15 +44,16 @@ from tqdm.auto import tqdm
 from mlimages.config.params import SynthParams
 from mlimages.core.atomic import dumps_json, write_text_atomic
 from mlimages.core.progress import quiet
-from mlimages.data.annotations import LabelTable, read_label_list
 from mlimages.data.appearance import Look, looks, sprite
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 from mlimages.data.miniforest import ANCHORS, BACKGROUNDS, anchor_of, mini_forest
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 
 CONFIDENCES = (0.8, 0.9, 1.0)
 CONFIDENCE_PROBS = (0.2, 0.3, 0.5)
 TARGET_BAND = (0.05, 0.5)  # target leaves come from these quantiles of the frequency ranking
-OBJECT_EXTENT = (0.48, 0.8)  # drawing side / image side: the body itself covers ~30-50%
+OBJECT_EXTENT = (0.48, 0.8)  # drawing side / image side; the body covers less than that
 DISTRACTOR_EXTENT = (0.25, 0.35)
 DISTRACTOR_PROB = 0.3
 SPLIT_CODES = {
@@ -439,8 +436,8 @@ def _background(size: int, wnid: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def statistics(dataset: MiniDataset, global_batch: int) -> dict:
-    """The figures that say whether the paper's mechanisms act on the miniature as at scale
-    (DESIGN §5), from its files, plus the image counts."""
+    """The figures that say whether the paper's mechanisms act on the miniature as at scale,
+    from its files, plus the image counts."""
     taxonomy = load_dictionary(dataset.dictionary)
     train = read_label_list(dataset.url_list("train"), num_classes=taxonomy.num_classes)
     return {
@@ -450,7 +447,7 @@ def statistics(dataset: MiniDataset, global_batch: int) -> dict:
 
 
 def label_statistics(taxonomy: Taxonomy, train: LabelTable, global_batch: int) -> dict:
-    """Hierarchy and training-list figures; labels as listed (10% of lines unclosed).
+    """Hierarchy and training-list figures; labels as listed (`unclosed_fraction` unclosed).
 
     `leaf_batch_presence` is exact, not sampled: the mean over the hierarchy's leaves of the
     probability that a uniformly drawn batch of `global_batch` training images (without

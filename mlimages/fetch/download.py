@@ -22,7 +22,8 @@ import pandas as pd
 from mlimages.config.params import DownloadParams, Params
 from mlimages.core.atomic import write_json_atomic
 from mlimages.data import subset
-from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 from mlimages.data.synthetic import MiniDataset, ensure_miniature
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 from mlimages.fetch.fetcher import Fetched, Fetcher, FetchFailed, FetchRules

@@ -2,12 +2,10 @@
 
 A thread pool over the standard library's `http.client` rather than asyncio: the cost of a
 download here is decoding and resizing a 2-megapixel JPEG (Pillow releases the GIL for both),
-so threads keep every core busy with no extra dependency. Measured on 2 cores, 1,000
-2-megapixel JPEGs from loopback, 16 concurrent, 50 ms latency: fetching alone ran at 255-290
-images/s with this thread pool against 234-246 with asyncio and aiohttp, while decoding and
-resizing cost 20 ms an image (at most 100 images/s on 2 cores). `benchmarks/download.py`
-compares the whole path with img2dataset. Each worker thread keeps one keep-alive connection
-per host.
+so threads keep every core busy with no extra dependency; fetching alone is no slower than
+with asyncio and aiohttp, and decoding and resizing, not fetching, bound the rate.
+`benchmarks/download.py` compares the whole path with img2dataset. Each worker thread keeps
+one keep-alive connection per host.
 
 Failures carry a short `reason` that ends up in the manifest: `http_<status>`, `timeout`,
 `connection_error`, `dns_error`, `incomplete_body`, `bad_response`, `redirect_loop`,

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlimages.config.params import DownloadParams
 from mlimages.core.progress import quiet, tqdm
-from mlimages.data.annotations import LabelTable
+from mlimages.data.label_table import LabelTable
 from mlimages.fetch.fetcher import Fetched, FetchFailed, SourceError
 from mlimages.fetch.manifest import (
     MANIFEST,

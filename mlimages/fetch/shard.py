@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mlimages.core.atomic import write_json_atomic
-from mlimages.data.annotations import LabelTable
+from mlimages.data.label_table import LabelTable
 from mlimages.fetch.manifest import LABELS, MANIFEST, read_manifest, write_labels
 
 SHARD_FILE = "shard.json"

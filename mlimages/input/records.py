@@ -44,7 +44,8 @@ from PIL import Image, UnidentifiedImageError
 from mlimages.config.params import Params
 from mlimages.core.atomic import write_json_atomic
 from mlimages.core.progress import quiet, tqdm
-from mlimages.data.annotations import LabelTable, read_label_list
+from mlimages.data.label_read import read_label_list
+from mlimages.data.label_table import LabelTable
 
 STAGE = "records"
 SOURCE_STAGE = "download"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mlimages.config.params import Params
 from mlimages.data import subset
-from mlimages.data.annotations import LabelTable
+from mlimages.data.label_table import LabelTable
 from mlimages.fetch import download
 from mlimages.fetch.manifest import MANIFEST, read_manifest
 

@@ -1,6 +1,6 @@
 """The paper's claims with a verdict each, and every figure beside its baseline (notebook 07).
 
-A reproduction is judged by its verdicts (DESIGN §7): for each claim, the paper's difference
+A reproduction is judged by its verdicts: for each claim, the paper's difference
 between two checkpoints, ours as the mean of paired per-seed differences with a 95% interval
 (`mlimages.core.stats`), and a verdict read off the interval. Every figure also stands beside a
 baseline computed in the same run, so a reader sees what was learnt: chance for top-k on the
@@ -8,7 +8,7 @@ target task, the random-feature linear probe (ckpt 6) for the ML-Images linear p
 (ckpt 5), and the class-prior ranking (notebook 06's `prior_*` columns) for the pretrained
 model's multi-label figures.
 
-Inputs are the fine-tuning results table (`report.load_results`: a row per ckpt, seed and
+Inputs are the fine-tuning results table (`paper_vs_ours.load_results`: a row per ckpt, seed and
 evaluation size), the evaluation stage's `multilabel.csv` and the parameters; a checkpoint
 that was not run gives its claim no seeds and an `inconclusive` verdict, never an error.
 """

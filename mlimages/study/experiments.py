@@ -425,7 +425,7 @@ def gain_findings(summary: pd.DataFrame, by: str, ckpt: int) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    from mlimages.report.paper_vs_ours import markdown_table
+    from mlimages.report.text_tables import markdown_table
 
     return markdown_table(frame.astype(object).where(frame.notna(), "-"))
 
