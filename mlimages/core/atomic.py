@@ -20,19 +20,21 @@ from typing import Any
 
 @contextmanager
 def atomic_path(
-    path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None
+    path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None, keep_suffix: bool = True
 ) -> Iterator[Path]:
     """A temporary name to write `path` under; renamed onto `path` when the block ends, removed
     (file or folder) when it raises.
 
     The temporary name keeps the suffix, since Keras, numpy and matplotlib choose the format by
-    it, and holds the process and thread, so that concurrent writers never share one. It sits
-    beside `path` unless `tmp_dir` (on the same file system) is given, for folders that others
-    list while it is written."""
+    it (unless `keep_suffix` is off: a partial file must not match its kind's pattern, as a
+    shard's `*.tfrecord`), and holds the process and thread, so that concurrent writers never
+    share one. It sits beside `path` unless `tmp_dir` (on the same file system) is given, for
+    folders that others list while it is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     where = Path(tmp_dir) if tmp_dir is not None else path.parent
-    tmp = where / f".{path.stem}.tmp{os.getpid()}-{threading.get_ident()}{path.suffix}"
+    tag = f"tmp{os.getpid()}-{threading.get_ident()}"
+    tmp = where / (f".{path.stem}.{tag}{path.suffix}" if keep_suffix else f".{path.name}.{tag}")
     try:
         yield tmp
         os.replace(tmp, path)
