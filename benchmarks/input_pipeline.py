@@ -33,7 +33,7 @@ from PIL import Image
 
 from mlimages.data.label_read import read_label_list
 from mlimages.data.label_table import LabelTable
-from mlimages.input import records
+from mlimages.input import legacy_records, record_format, record_writer, shard_index
 
 NUM_CLASSES = 11_166
 CORES_GOAL = 6.0  # cores a GPU for the full pipeline at GPU_IMAGES_PER_S, at most
@@ -56,7 +56,7 @@ def photo(rng: np.random.Generator, width: int = 400, height: int = 300) -> byte
     return buffer.getvalue()
 
 
-def write_records(folder: Path, images: int, seed: int = 0) -> records.SplitIndex:
+def write_records(folder: Path, images: int, seed: int = 0) -> shard_index.SplitIndex:
     rng = np.random.default_rng(seed)
     image_dir = folder / "images"
     image_dir.mkdir(parents=True)
@@ -68,8 +68,8 @@ def write_records(folder: Path, images: int, seed: int = 0) -> records.SplitInde
         keys.append(key)
         rows.append([(int(c), 0.9) for c in labels])
     LabelTable.from_rows(keys, rows).write(folder / "labels.txt")
-    source = records.from_label_list(folder / "labels.txt", image_dir, NUM_CLASSES)
-    return records.write_split(source, folder / "records", "bench", NUM_CLASSES, min_shards=4)
+    source = record_writer.from_label_list(folder / "labels.txt", image_dir, NUM_CLASSES)
+    return record_writer.write_split(source, folder / "records", "bench", NUM_CLASSES, min_shards=4)
 
 
 def label_bytes() -> dict[str, float]:
@@ -78,9 +78,13 @@ def label_bytes() -> dict[str, float]:
     ours, legacy = [], []
     for i in range(len(table)):
         indices, confidences = table.labels(i)
-        ours.append(len(records.label_features(indices, confidences)))
+        ours.append(len(record_format.label_features(indices, confidences)))
         legacy.append(
-            len(records.label_features(indices, confidences, records.LEGACY_DENSE, NUM_CLASSES))
+            len(
+                record_format.label_features(
+                    indices, confidences, legacy_records.LEGACY_DENSE, NUM_CLASSES
+                )
+            )
         )
     return {
         "records": len(table),

@@ -51,7 +51,7 @@ def _independent_scores(params, model_path: Path, size: int, mode: str):
 
     model = keras.models.load_model(model_path)
     split = "val" if mode == pipeline.PRETRAIN else "target_val"
-    index = records.split_index(params, split)
+    index = records.split_index(params.run_dir, split)
     outputs, targets = [], []
     for x, y in pipeline.eval_dataset(index, size, 7, index.num_classes, mode):
         outputs.append(model(x, training=False).numpy())
@@ -106,7 +106,7 @@ def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
     assert np.load(out / "scores.npy").shape == np.load(out / "labels.npy").shape == labels.shape
 
     # The class-prior baseline: the train records' class frequencies score every image.
-    train = records.split_index(params, "train")
+    train = records.split_index(params.run_dir, "train")
     prior = np.asarray(train.images_per_class) / train.records
     assert saved["prior"]["map"] == pytest.approx(
         100 * np.mean(positive[:, has].mean(axis=0)), abs=1e-4

@@ -109,7 +109,7 @@ def test_frequency_thirds_rank_classes_by_training_images(
     monkeypatch.setenv("MLIMAGES_RUNS", str(smoke_stages))
     params = load_params("smoke")
     thirds = experiments.frequency_thirds(params)
-    train = np.asarray(records.split_index(params, "train").images_per_class)
+    train = np.asarray(records.split_index(params.run_dir, "train").images_per_class)
     head, middle, tail = (thirds[name] for name in experiments.THIRDS)
     assert train[head].min() >= train[middle].max() >= train[middle].min() >= train[tail].max()
     assert abs(len(head) - len(tail)) <= 1

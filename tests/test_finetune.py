@@ -255,11 +255,11 @@ def yaml_lr(path: Path) -> float:
 
 def _names_by_class(index) -> dict[int, list[str]]:
     """Record names of each class in the records' stored order."""
-    from mlimages.input import records
+    from mlimages.input import record_reader
 
     found: dict[int, list[str]] = {}
     for path in index.paths:
-        for _, record in records.read_records(path):
+        for _, record in record_reader.read_records(path):
             found.setdefault(int(record.indices[0]), []).append(record.name)
     return found
 
@@ -270,7 +270,7 @@ def test_hold_out_novel_drops_exactly_the_images_of_novel_leaves(
     from mlimages.data.label_read import read_label_list
     from mlimages.data.synthetic import ensure_miniature
     from mlimages.data.taxonomy import load_dictionary
-    from mlimages.input import pipeline, records
+    from mlimages.input import pipeline, record_reader, records
     from mlimages.train import pretrain
 
     base = load_params("smoke")
@@ -285,11 +285,13 @@ def test_hold_out_novel_drops_exactly_the_images_of_novel_leaves(
     listed = read_label_list(params.run_dir / "download" / "train" / "labels.txt")
     carrying = sum(bool(set(listed.labels(i)[0].tolist()) & set(novel)) for i in range(len(listed)))
     assert carrying > 0, "the smoke subset holds images of the novel leaves"
-    index = records.split_index(params, "train")
+    index = records.split_index(params.run_dir, "train")
     task = pretrain.task_from_params(params, tmp_path)
     held = json.loads((tmp_path / pretrain.HELD_OUT_FILE).read_text())
     assert (
-        held["remaining"] == index.records - carrying == sum(records.records_without(index, novel))
+        held["remaining"]
+        == index.records - carrying
+        == sum(record_reader.records_without(index, novel))
     )
     assert task.epoch_steps == held["remaining"] // params.pretrain.global_batch
     dataset = pipeline.train_dataset(
@@ -311,14 +313,17 @@ def test_novel_task_trains_and_evaluates_on_the_novel_splits(smoke_runs: Path) -
     params = load_params("smoke", {**FAST, "finetune.task": "novel"})
     target = load_params("smoke", FAST)
     assert finetune.run_values(params, 1, 0)["records"] == (
-        records.split_index(params, "novel_train").fingerprint
+        records.split_index(params.run_dir, "novel_train").fingerprint
     )
     assert finetune.run_values(params, 1, 0) != finetune.run_values(target, 1, 0)
     metrics = finetune.run_finetune_stage(params, 1)
     assert metrics["sizes"]["24"]["n"] == 1
     model = keras.models.load_model(finetune.seed_dir(params, 1, 0) / "model.keras")
     assert model.output_shape[-1] == params.synth.novel_classes == verdicts.target_classes(params)
-    assert records.split_index(params, "novel_val").records == 2 * params.synth.target_val_per_class
+    assert (
+        records.split_index(params.run_dir, "novel_val").records
+        == 2 * params.synth.target_val_per_class
+    )
     table = checkpoints.evaluate_finetuned(params)
     assert set(table["images"]) == {2 * params.synth.target_val_per_class}
     assert set(table["ckpt"]) == {1}, "the target task's runs (ckpt 2..6) are left out"

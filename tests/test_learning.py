@@ -55,9 +55,9 @@ def test_pretraining_beats_the_class_prior(learnt, tmp_path: Path) -> None:
 
     params, _ = learnt
     model = keras.models.load_model(params.run_dir / "pretrain" / finetune.MODEL_FILE)
-    val = records.split_index(params, "val")
+    val = records.split_index(params.run_dir, "val")
     ours = checkpoints.evaluate_multilabel(model, val, params.pretrain.image_size, tmp_path)
-    prior = checkpoints.class_prior(records.split_index(params, "train"))
+    prior = checkpoints.class_prior(records.split_index(params.run_dir, "train"))
     baseline = checkpoints.prior_multilabel(prior, tmp_path / "labels.npy", ours.ks)
     f1 = {k: (ours.instance[k]["f1"], baseline.instance[k]["f1"]) for k in ours.ks}
     print(f"mAP {ours.map:.3f} vs prior {baseline.map:.3f}; F1@k {f1}")
@@ -67,7 +67,7 @@ def test_pretraining_beats_the_class_prior(learnt, tmp_path: Path) -> None:
 
 def test_finetuning_from_scratch_beats_chance(learnt) -> None:
     params, metrics = learnt
-    chance = 100 / records.split_index(params, "target_val").num_classes
+    chance = 100 / records.split_index(params.run_dir, "target_val").num_classes
     top1 = metrics["sizes"][str(params.finetune.base_size)]["top1_mean"]
     print(f"ckpt 1 top-1 {top1:.1f} vs chance {chance:.1f}")
     assert top1 > chance + TOP1_MARGIN

@@ -12,7 +12,14 @@ import tensorflow as tf
 from PIL import Image
 
 from mlimages.data.label_table import LabelTable
-from mlimages.input import pipeline, records
+from mlimages.input import (
+    pipeline,
+    record_format,
+    record_reader,
+    record_writer,
+    records,
+    shard_index,
+)
 
 C = 6
 
@@ -25,24 +32,26 @@ def _jpeg(width: int, height: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def _split(folder: Path, rows: list[list[tuple[int, float]]], shards: int) -> records.SplitIndex:
+def _split(
+    folder: Path, rows: list[list[tuple[int, float]]], shards: int
+) -> shard_index.SplitIndex:
     keys = []
     for i in range(len(rows)):
         keys.append(f"{i:03d}.jpg")
         (folder / keys[-1]).write_bytes(_jpeg(40 + 4 * (i % 3), 30 + 2 * (i % 4), i))
     LabelTable.from_rows(keys, rows).write(folder / "labels.txt")
     source = records.split_source(folder, C)
-    return records.write_split(source, folder / "out", "s", C, min_shards=shards, workers=1)
+    return record_writer.write_split(source, folder / "out", "s", C, min_shards=shards, workers=1)
 
 
 @pytest.fixture(scope="module")
-def multi(tmp_path_factory: pytest.TempPathFactory) -> records.SplitIndex:
+def multi(tmp_path_factory: pytest.TempPathFactory) -> shard_index.SplitIndex:
     rows = [[(i % C, 1.0), ((i + 2) % C, 0.8)] for i in range(22)]
     return _split(tmp_path_factory.mktemp("multi"), rows, shards=4)
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory: pytest.TempPathFactory) -> records.SplitIndex:
+def single(tmp_path_factory: pytest.TempPathFactory) -> shard_index.SplitIndex:
     return _split(tmp_path_factory.mktemp("single"), [[(i % C, 1.0)] for i in range(12)], 3)
 
 
@@ -121,7 +130,7 @@ def test_each_branch_does_what_it_says() -> None:
     np.testing.assert_array_equal(pipeline.rotate(white, tf.constant(0.0)).numpy(), white.numpy())
 
 
-def test_train_dataset_targets_shapes_and_seeds(multi: records.SplitIndex) -> None:
+def test_train_dataset_targets_shapes_and_seeds(multi: shard_index.SplitIndex) -> None:
     def first(seed: int, augment: bool = True):
         dataset = pipeline.train_dataset(
             multi, 16, 8, C, seed=seed, augment=augment, shuffle_buffer=64
@@ -142,13 +151,13 @@ def test_train_dataset_targets_shapes_and_seeds(multi: records.SplitIndex) -> No
     assert plain.shape == (8, 16, 16, 3)
 
 
-def test_one_epoch_is_exactly_steps_per_epoch(multi: records.SplitIndex) -> None:
+def test_one_epoch_is_exactly_steps_per_epoch(multi: shard_index.SplitIndex) -> None:
     dataset = pipeline.train_dataset(multi, 8, 4, C, repeat=False, augment=False)
     assert sum(1 for _ in dataset) == multi.steps_per_epoch(4) == 22 // 4
 
 
 def test_finetune_targets_are_class_indices(
-    single: records.SplitIndex, multi: records.SplitIndex
+    single: shard_index.SplitIndex, multi: shard_index.SplitIndex
 ) -> None:
     images, labels = next(iter(pipeline.train_dataset(single, 16, 4, C, pipeline.FINETUNE)))
     assert labels.dtype == tf.int64 and labels.shape == (4,)
@@ -161,12 +170,12 @@ def test_finetune_targets_are_class_indices(
 
 
 def test_excluded_classes_drop_exactly_their_records(
-    multi: records.SplitIndex, single: records.SplitIndex
+    multi: shard_index.SplitIndex, single: shard_index.SplitIndex
 ) -> None:
     """Every record with a label of an excluded class (at either confidence) goes, no other."""
     excluded = [1, 4]
     kept = [i for i in range(22) if not {i % C, (i + 2) % C} & set(excluded)]
-    assert 0 < len(kept) < 22 and sum(records.records_without(multi, excluded)) == len(kept)
+    assert 0 < len(kept) < 22 and sum(record_reader.records_without(multi, excluded)) == len(kept)
     dataset = pipeline.train_dataset(
         multi, 8, 1, C, repeat=False, augment=False, exclude_classes=excluded
     )
@@ -182,12 +191,12 @@ def test_excluded_classes_drop_exactly_their_records(
     )
 
 
-def test_each_worker_reads_its_own_shards(multi: records.SplitIndex) -> None:
+def test_each_worker_reads_its_own_shards(multi: shard_index.SplitIndex) -> None:
     names = []
     for worker in range(2):
         context = tf.distribute.InputContext(2, worker, 2)
         dataset, _ = pipeline._records([str(p) for p in multi.paths], context, 0, 16)
-        names.append({records.decode_example(r.numpy())[1].name for r in dataset})
+        names.append({record_format.decode_example(r.numpy())[1].name for r in dataset})
         batch = next(iter(pipeline.train_dataset(multi, 8, 6, C, input_context=context)))
         assert batch[0].shape[0] == 3  # the per-replica share of the global batch
     assert not names[0] & names[1] and len(names[0] | names[1]) == multi.records
@@ -210,7 +219,7 @@ def test_authors_records_through_the_pipeline(shared: Path) -> None:
     shards = sorted((shared / "tfrecords").glob("*.tfrecords"))
     dense = {}
     for shard in shards:
-        for _, record in records.read_records(shard):
+        for _, record in record_reader.read_records(shard):
             dense[record.name] = record
     batches = list(pipeline.eval_dataset(shards, 224, 4, 11_166))
     ((images, targets),) = batches

@@ -20,7 +20,14 @@ from mlimages.config.params import SynthParams, load_params
 from mlimages.data.label_read import read_label_list
 from mlimages.data.label_table import LabelTable
 from mlimages.data.synthetic import ensure_miniature, mini_taxonomy
-from mlimages.input import records
+from mlimages.input import (
+    legacy_records,
+    record_format,
+    record_reader,
+    record_writer,
+    records,
+    shard_index,
+)
 
 MINI_CLASSES = mini_taxonomy().num_classes
 
@@ -101,10 +108,10 @@ def test_authors_legacy_records_read_back_exactly(shared: Path) -> None:
     total = 0
     for shard in shards:
         expected = _legacy_expected(shard)
-        got = list(records.read_records(shard, num_classes=11_166))
+        got = list(record_reader.read_records(shard, num_classes=11_166))
         assert len(got) == len(expected) > 0
         for (schema, record), want in zip(got, expected, strict=True):
-            assert schema == records.LEGACY_DENSE and want["classes"] == 11_166
+            assert schema == legacy_records.LEGACY_DENSE and want["classes"] == 11_166
             assert (record.name, record.width, record.height) == (
                 want["name"],
                 want["width"],
@@ -121,25 +128,29 @@ def test_authors_legacy_records_read_back_exactly(shared: Path) -> None:
             )
         total += len(got)
     assert total == 4
-    assert records.detect_schema(shards[0]) == records.LEGACY_DENSE
-    assert records.inspect(shards[1])[0]["labels"] == {5170: 0.9, 5177: 0.9}
+    assert record_reader.detect_schema(shards[0]) == legacy_records.LEGACY_DENSE
+    assert record_reader.inspect(shards[1])[0]["labels"] == {5170: 0.9, 5177: 0.9}
 
 
 def test_legacy_dense_of_the_wrong_width_is_refused(shared: Path) -> None:
-    with pytest.raises(records.RecordError, match=r"0.tfrecords: record 0 .*11166 classes"):
-        next(records.read_records(shared / "tfrecords" / "0.tfrecords", num_classes=1000))
+    with pytest.raises(record_format.RecordError, match=r"0.tfrecords: record 0 .*11166 classes"):
+        next(record_reader.read_records(shared / "tfrecords" / "0.tfrecords", num_classes=1000))
 
 
 def test_every_schema_decodes_to_the_same_record() -> None:
-    base = records.Record("n01/x.JPEG", 4, 3, b"\xff\xd8jpeg", np.array([2]), np.ones(1, "f4"))
-    for schema in records.SCHEMAS:
-        data = records.encode_example(base, schema, num_classes=5)
-        got_schema, got = records.decode_example(data, num_classes=5)
+    base = record_format.Record(
+        "n01/x.JPEG", 4, 3, b"\xff\xd8jpeg", np.array([2]), np.ones(1, "f4")
+    )
+    for schema in record_format.SCHEMAS:
+        data = record_format.encode_example(base, schema, num_classes=5)
+        got_schema, got = record_format.decode_example(data, num_classes=5)
         assert got_schema == schema
         assert got.summary() == base.summary() and got.image == base.image
-    sparse = len(records.label_features(np.arange(9), np.full(9, 0.9, "f4")))
+    sparse = len(record_format.label_features(np.arange(9), np.full(9, 0.9, "f4")))
     dense = len(
-        records.label_features(np.arange(9), np.full(9, 0.9, "f4"), records.LEGACY_DENSE, 11_166)
+        record_format.label_features(
+            np.arange(9), np.full(9, 0.9, "f4"), legacy_records.LEGACY_DENSE, 11_166
+        )
     )
     assert dense > 44_664 and dense / sparse > 100
 
@@ -147,8 +158,10 @@ def test_every_schema_decodes_to_the_same_record() -> None:
 def test_our_examples_parse_in_tensorflow() -> None:
     import tensorflow as tf
 
-    record = records.Record("a b", 7, 5, b"\xff\xd8", np.array([0, 11_165]), np.array([1, 0.8]))
-    example = tf.train.Example.FromString(records.encode_example(record))
+    record = record_format.Record(
+        "a b", 7, 5, b"\xff\xd8", np.array([0, 11_165]), np.array([1, 0.8])
+    )
+    example = tf.train.Example.FromString(record_format.encode_example(record))
     feature = example.features.feature
     assert list(feature["label/index"].int64_list.value) == [0, 11_165]
     assert np.allclose(feature["label/confidence"].float_list.value, [1, 0.8])
@@ -158,15 +171,15 @@ def test_our_examples_parse_in_tensorflow() -> None:
 
 def test_round_trip_from_a_download_split(download: Path, tmp_path: Path) -> None:
     source = records.split_source(download / "train", MINI_CLASSES)
-    index = records.write_split(
+    index = record_writer.write_split(
         source, tmp_path / "a", "train", MINI_CLASSES, min_shards=3, seed=1, workers=2
     )
     assert len(index.shards) == 3 and index.records == len(source) == TINY.num_train
     assert sorted(s.records for s in index.shards) == [13, 13, 14]
     got = {}
     for path in index.paths:
-        for schema, record in records.read_records(path, num_classes=MINI_CLASSES):
-            assert schema == records.SPARSE
+        for schema, record in record_reader.read_records(path, num_classes=MINI_CLASSES):
+            assert schema == record_format.SPARSE
             got[record.name] = record
     assert set(got) == set(source.names)
     for i, name in enumerate(source.names):
@@ -179,28 +192,28 @@ def test_round_trip_from_a_download_split(download: Path, tmp_path: Path) -> Non
     counts = source.labels.images_per_class(MINI_CLASSES)
     assert list(index.images_per_class) == counts.tolist()
     assert sum(s.labels for s in index.shards) == source.labels.num_labels
-    assert records.SplitIndex.load(tmp_path / "a") == index
+    assert shard_index.SplitIndex.load(tmp_path / "a") == index
     assert not index.single_label
 
 
 def test_order_is_fixed_by_the_seed(download: Path, tmp_path: Path) -> None:
     source = records.split_source(download / "train", MINI_CLASSES)
 
-    def write(name: str, seed: int, workers: int) -> records.SplitIndex:
-        return records.write_split(
+    def write(name: str, seed: int, workers: int) -> shard_index.SplitIndex:
+        return record_writer.write_split(
             source, tmp_path / name, "train", MINI_CLASSES, min_shards=2, seed=seed,
             workers=workers,
         )  # fmt: skip
 
     a, b, c = write("a", 3, 2), write("b", 3, 1), write("c", 4, 1)
     assert [p.read_bytes() for p in a.paths] == [p.read_bytes() for p in b.paths]
-    names = [[r.name for _, r in records.read_records(p)] for p in (a.paths[0], c.paths[0])]
+    names = [[r.name for _, r in record_reader.read_records(p)] for p in (a.paths[0], c.paths[0])]
     assert names[0] != names[1]
 
 
 def test_single_label_target_split(download: Path, tmp_path: Path) -> None:
     source = records.split_source(download / "target_train", 2)
-    index = records.write_split(source, tmp_path, "target_train", 2, min_shards=8)
+    index = record_writer.write_split(source, tmp_path, "target_train", 2, min_shards=8)
     assert index.single_label and len(index.shards) == 6  # never more shards than records
     assert sorted(index.images_per_class) == [3, 3]
 
@@ -216,16 +229,16 @@ def test_manifest_source_takes_ok_rows(tmp_path: Path) -> None:
     ]
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    source = records.from_manifest(manifest, 5)
+    source = record_writer.from_manifest(manifest, 5)
     assert source.names == ["http://x/a.jpg", "http://x/c.jpg"]
     assert source.paths == [image, image]
     assert source.labels.labels(0)[0].tolist() == [3]
-    index = records.write_split(source, tmp_path / "out", "train", 5, min_shards=1)
-    (_, record), (_, second) = records.read_records(index.paths[0])
+    index = record_writer.write_split(source, tmp_path / "out", "train", 5, min_shards=1)
+    (_, record), (_, second) = record_reader.read_records(index.paths[0])
     assert {record.name, second.name} == set(source.names) and record.width == 6
     manifest.write_text(json.dumps({**rows[0], "labels": {"9": 1}}) + "\n")
     with pytest.raises(ValueError, match=r"manifest.jsonl:1: class 9; expected 0..4"):
-        records.from_manifest(manifest, 5)
+        record_writer.from_manifest(manifest, 5)
 
 
 def test_missing_images_and_non_jpeg_are_refused(tmp_path: Path) -> None:
@@ -233,10 +246,10 @@ def test_missing_images_and_non_jpeg_are_refused(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4)).save(png)
     (tmp_path / "labels.txt").write_text("a.png\t0:1\nmissing.jpg\t1\n")
     with pytest.raises(FileNotFoundError, match="1 image files missing"):
-        records.write_split(records.split_source(tmp_path, 2), tmp_path / "o", "train", 2)
+        record_writer.write_split(records.split_source(tmp_path, 2), tmp_path / "o", "train", 2)
     (tmp_path / "labels.txt").write_text("a.png\t0:1\n")
-    with pytest.raises(records.RecordError, match=r"a.png: not a JPEG"):
-        records.write_split(records.split_source(tmp_path, 2), tmp_path / "o", "train", 2)
+    with pytest.raises(record_format.RecordError, match=r"a.png: not a JPEG"):
+        record_writer.write_split(records.split_source(tmp_path, 2), tmp_path / "o", "train", 2)
     assert not list((tmp_path / "o").iterdir())  # nothing half-written under a final name
 
 
@@ -247,9 +260,9 @@ def test_a_shard_killed_mid_write_is_never_visible(tmp_path: Path) -> None:
     os.mkfifo(fifo)  # reading it blocks: the writer stops in the middle of the shard
     items = [("a", str(image), [1], [1.0])] * 50 + [("b", str(fifo), [1], [1.0])]
     script = (
-        "import sys, numpy as np; from mlimages.input import records; "
+        "import sys, numpy as np; from mlimages.input import record_writer; "
         f"items = [(n, p, np.array(i), np.array(c, 'f4')) for n, p, i, c in {items!r}]; "
-        f"records.write_shard({str(tmp_path / 'x.tfrecord')!r}, items)"
+        f"record_writer.write_shard({str(tmp_path / 'x.tfrecord')!r}, items)"
     )
     process = subprocess.Popen([sys.executable, "-c", script])
     try:
@@ -273,7 +286,7 @@ def _shard(tmp_path: Path, n: int = 4) -> Path:
     path = tmp_path / "s.tfrecord"
     image = tmp_path / "a.jpg"
     Image.new("RGB", (8, 6), "green").save(image)
-    records.write_shard(
+    record_writer.write_shard(
         path, [(f"r{i}", str(image), np.array([i]), np.ones(1, "f4")) for i in range(n)]
     )
     return path
@@ -281,38 +294,40 @@ def _shard(tmp_path: Path, n: int = 4) -> Path:
 
 def test_a_flipped_byte_names_the_shard_and_the_record(tmp_path: Path) -> None:
     path = _shard(tmp_path)
-    frames = list(records.iter_frames(path))
+    frames = list(record_format.iter_frames(path))
     assert [p for p, _, _ in frames] == [0, 1, 2, 3]
     data = bytearray(path.read_bytes())
     _, offset, body = frames[2]
     data[offset + 12 + len(body) // 2] ^= 0x01  # inside record 2's data
     path.write_bytes(bytes(data))
-    with pytest.raises(records.RecordError) as error:
-        list(records.read_records(path))
+    with pytest.raises(record_format.RecordError) as error:
+        list(record_reader.read_records(path))
     assert f"s.tfrecord: record 2 (byte offset {offset})" in str(error.value)
     assert "CRC mismatch in the data" in str(error.value)
-    with pytest.raises(records.RecordError, match="s.tfrecord: record 2"):
-        records.verify([path])
+    with pytest.raises(record_format.RecordError, match="s.tfrecord: record 2"):
+        record_reader.verify([path])
     data[offset + 12 + len(body) // 2] ^= 0x01
     data[frames[1][1] + 3] ^= 0x10  # record 1's length
     path.write_bytes(bytes(data))
     with pytest.raises(
-        records.RecordError, match=r"s.tfrecord: record 1 .*CRC mismatch in the len"
+        record_format.RecordError, match=r"s.tfrecord: record 1 .*CRC mismatch in the len"
     ):
-        records.verify([path])
+        record_reader.verify([path])
 
 
 def test_truncated_shard_is_reported(tmp_path: Path) -> None:
     path = _shard(tmp_path)
-    frames = list(records.iter_frames(path))
+    frames = list(record_format.iter_frames(path))
     path.write_bytes(path.read_bytes()[: frames[3][1] + 20])
-    with pytest.raises(records.RecordError, match=r"s.tfrecord: record 3 .*truncated record"):
-        records.verify([path])
+    with pytest.raises(record_format.RecordError, match=r"s.tfrecord: record 3 .*truncated record"):
+        record_reader.verify([path])
 
 
 def test_steps_per_epoch_are_exact_per_worker() -> None:
-    shards = tuple(records.ShardInfo(f"s{i}", n, 1, n) for i, n in enumerate([5, 5, 4, 4, 4]))
-    index = records.SplitIndex(Path("."), "train", records.SPARSE, 3, False, 0, shards, (1, 1, 1))
+    shards = tuple(shard_index.ShardInfo(f"s{i}", n, 1, n) for i, n in enumerate([5, 5, 4, 4, 4]))
+    index = shard_index.SplitIndex(
+        Path("."), "train", record_format.SPARSE, 3, False, 0, shards, (1, 1, 1)
+    )
     assert index.records == 22
     assert index.steps_per_epoch(4) == 5
     assert index.worker_records(2) == [13, 9]
@@ -337,7 +352,7 @@ def test_records_stage_writes_reuses_and_reports(download: Path, runs: Path) -> 
     assert novel["records"] == TINY.novel_classes * TINY.target_train_per_class
     out = params.run_dir / "records"
     assert {"metrics.json", "params.yaml", "shards.csv"} <= {p.name for p in out.iterdir()}
-    index = records.split_index(params, "train")
+    index = records.split_index(params.run_dir, "train")
     assert index.num_classes == mini_taxonomy().num_classes and len(index.shards) == 2
     second = records.run_records_stage(params)
     assert second["splits"]["train"]["reused"]

@@ -38,6 +38,7 @@ from mlimages.core import metrics, npy
 from mlimages.core.atomic import write_json_atomic
 from mlimages.data.taxonomy import Taxonomy
 from mlimages.input import records
+from mlimages.input.shard_index import SplitIndex
 
 STAGE = "evaluate"
 PRETRAIN_STAGE, FINETUNE_STAGE = "pretrain", "finetune"
@@ -120,7 +121,7 @@ def depth_groups(taxonomy: Taxonomy | None, num_classes: int) -> dict[str, np.nd
 
 def predict_multilabel(
     model,
-    index: records.SplitIndex,
+    index: SplitIndex,
     image_size: int,
     folder: Path,
     batch: int = 256,
@@ -167,7 +168,7 @@ def predict_multilabel(
 
 def evaluate_multilabel(
     model,
-    index: records.SplitIndex,
+    index: SplitIndex,
     image_size: int,
     folder: Path,
     taxonomy: Taxonomy | None = None,
@@ -213,7 +214,7 @@ class PriorSource:
             yield np.broadcast_to(self.prior, y.shape), y
 
 
-def class_prior(index: records.SplitIndex) -> np.ndarray:
+def class_prior(index: SplitIndex) -> np.ndarray:
     """Share of the split's records carrying each class (any confidence above 0), from the
     counts its shard index holds: no pass over the records."""
     counts = np.asarray(index.images_per_class, dtype=np.float64)
@@ -232,7 +233,7 @@ def profile_prior(params: Params, num_classes: int) -> np.ndarray | None:
     import warnings
 
     try:
-        prior = class_prior(records.split_index(params, PRIOR_SPLIT))
+        prior = class_prior(records.split_index(params.run_dir, PRIOR_SPLIT))
     except (FileNotFoundError, ValueError) as exc:
         warnings.warn(f"no class-prior baseline: {exc}", stacklevel=2)
         return None
@@ -263,7 +264,7 @@ def prior_multilabel(
 
 def evaluate_single_label(
     model,
-    index: records.SplitIndex,
+    index: SplitIndex,
     sizes: list[int],
     batch: int = 256,
     crop_fraction: float = EVAL_CROP_FRACTION,
@@ -303,7 +304,7 @@ def evaluate_single_label(
 
 
 def decoded_batches(
-    index: records.SplitIndex, sizes: list[int], batch: int, crop_fraction: float
+    index: SplitIndex, sizes: list[int], batch: int, crop_fraction: float
 ) -> dict[int, list[tuple[Any, Any]]]:
     """The single-label records' evaluation batches at each size, decoded once."""
     from mlimages.input import pipeline
@@ -335,7 +336,7 @@ def evaluate_finetuned(params: Params) -> pd.DataFrame:
     columns = ["ckpt", "seed", "model", "img_size", "top1", "top5", "images"]
     if not runs:
         return pd.DataFrame(columns=columns)
-    index = records.split_index(params, params.finetune.splits[1])
+    index = records.split_index(params.run_dir, params.finetune.splits[1])
     sizes = sorted({params.finetune.base_size, params.finetune.large_size})
     crop, batch = params.pipeline.eval_crop_fraction, params.evaluate.batch
     decoded = decoded_batches(index, sizes, batch, crop)
@@ -377,7 +378,7 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
     params.write(out / "params.yaml")
     model_path = pretrained_model_path(params)
     model = load_model(model_path)
-    index = records.split_index(params, "val")
+    index = records.split_index(params.run_dir, "val")
     size = ev.image_size or params.pretrain.image_size
     taxonomy = profile_taxonomy(params)
     with tempfile.TemporaryDirectory(dir=out) as scratch:
@@ -452,7 +453,7 @@ def evaluate_checkpoint(
     model = load_model(ckpt)
     classes = num_classes_of(model)
     split = split or _split_with_classes(params, classes, ckpt)
-    index = records.split_index(params, split)
+    index = records.split_index(params.run_dir, split)
     summary: dict[str, Any] = {
         "model": str(ckpt),
         "model_name": model_label(model),
@@ -498,7 +499,7 @@ def _split_with_classes(params: Params, classes: int, ckpt: str | Path) -> str:
     candidates = list(dict.fromkeys(("val", params.finetune.splits[1], "target_val", "novel_val")))
     for split in candidates:
         try:
-            if records.split_index(params, split).num_classes == classes:
+            if records.split_index(params.run_dir, split).num_classes == classes:
                 return split
         except FileNotFoundError:
             continue
@@ -648,7 +649,7 @@ def plot_pr_curve(curve: pd.DataFrame, multilabel: pd.DataFrame):
 
 def tag_grid(
     model,
-    index: records.SplitIndex,
+    index: SplitIndex,
     image_size: int,
     taxonomy: Taxonomy,
     images: int = 12,
@@ -697,7 +698,7 @@ def validation_tag_grid(params: Params, taxonomy: Taxonomy):
     ev = params.evaluate
     return tag_grid(
         load_model(pretrained_model_path(params)),
-        records.split_index(params, "val"),
+        records.split_index(params.run_dir, "val"),
         ev.image_size or params.pretrain.image_size,
         taxonomy,
         ev.grid_images,

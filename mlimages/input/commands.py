@@ -16,10 +16,10 @@ def cmd_records_write(args: argparse.Namespace) -> None:
 
 
 def cmd_records_inspect(args: argparse.Namespace) -> None:
-    from mlimages.input import records
+    from mlimages.input import record_reader
 
     emit(
-        records.inspect(args.shard, args.limit),
+        record_reader.inspect(args.shard, args.limit),
         args.json,
         lambda rows: "\n".join(
             f"{r['name']}  {r['width']}x{r['height']}  {r['labels']}" for r in rows
@@ -33,7 +33,7 @@ def cmd_pipeline_measure(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.overrides)
     augment = params.pipeline.augment and not args.no_augment
-    index = records.split_index(params, args.split)
+    index = records.split_index(params.run_dir, args.split)
     from mlimages.input import pipeline  # TensorFlow: only once the records are found
 
     mode = pipeline.FINETUNE if index.single_label else pipeline.PRETRAIN

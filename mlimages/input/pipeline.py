@@ -41,9 +41,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mlimages.config.params import EVAL_CROP_FRACTION, Params, PipelineParams
+from mlimages.config.params import EVAL_CROP_FRACTION, PipelineParams
 from mlimages.core.atomic import write_json_atomic
-from mlimages.input import records
+from mlimages.input.legacy_records import LEGACY_DENSE
+from mlimages.input.record_format import SPARSE
+from mlimages.input.record_reader import detect_schema, read_records
+from mlimages.input.shard_index import INDEX_NAME, SplitIndex
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 MODES = (PRETRAIN, FINETUNE)
@@ -56,19 +59,19 @@ MAX_ANGLE = math.pi / 4
 HUE_DELTA = 0.2  # the authors' `random_hue` bound
 _WHOLE_IMAGE = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
 
-Source = records.SplitIndex | str | os.PathLike | Sequence[str | os.PathLike]
+Source = SplitIndex | str | os.PathLike | Sequence[str | os.PathLike]
 
 
 def shards_of(source: Source, num_classes: int | None = None) -> tuple[list[str], str, Any]:
     """(shard paths, schema, index or None) of a split index, an index file, a split folder,
     a shard, or a list of shards; every shard must hold the same schema."""
     index = None
-    if isinstance(source, records.SplitIndex):
+    if isinstance(source, SplitIndex):
         index = source
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if path.is_dir() or path.name == records.INDEX_NAME:
-            index = records.SplitIndex.load(path)
+        if path.is_dir() or path.name == INDEX_NAME:
+            index = SplitIndex.load(path)
         else:
             source = [path]
     if index is not None:
@@ -79,30 +82,30 @@ def shards_of(source: Source, num_classes: int | None = None) -> tuple[list[str]
     paths = [str(p) for p in source]  # type: ignore[union-attr]
     if not paths:
         raise ValueError("no shards given; expected a split index, folder or shard paths")
-    schemas = {p: records.detect_schema(p) for p in paths}
+    schemas = {p: detect_schema(p) for p in paths}
     schema = schemas[paths[0]]
     for path, other in schemas.items():
         if other != schema:
             raise ValueError(f"{path}: schema {other}; expected {schema} like {paths[0]}")
-    if schema == records.LEGACY_DENSE and num_classes is not None:
-        next(records.read_records(paths[0], num_classes))  # checks the vector's length
+    if schema == LEGACY_DENSE and num_classes is not None:
+        next(read_records(paths[0], num_classes))  # checks the vector's length
     return paths, schema, None
 
 
 def _parser(schema: str, num_classes: int, mode: str):
     """serialized Example -> (JPEG bytes, target): dense confidences or a class index."""
     spec: dict[str, Any] = {"image": tf.io.FixedLenFeature([], tf.string)}
-    if schema == records.SPARSE:
+    if schema == SPARSE:
         spec["label/index"] = tf.io.VarLenFeature(tf.int64)
         spec["label/confidence"] = tf.io.VarLenFeature(tf.float32)
-    elif schema == records.LEGACY_DENSE:
+    elif schema == LEGACY_DENSE:
         spec["label"] = tf.io.FixedLenFeature([], tf.string)
     else:
         spec["label"] = tf.io.FixedLenFeature([], tf.int64)
 
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parsed = tf.io.parse_single_example(serialized, spec)
-        if schema == records.SPARSE:
+        if schema == SPARSE:
             index = parsed["label/index"].values
             confidence = parsed["label/confidence"].values
             if mode == PRETRAIN:  # multi-hot confidences; a class listed twice keeps its max
@@ -111,7 +114,7 @@ def _parser(schema: str, num_classes: int, mode: str):
                 )
             else:
                 target = tf.gather(index, tf.argmax(confidence))
-        elif schema == records.LEGACY_DENSE:
+        elif schema == LEGACY_DENSE:
             dense = tf.reshape(tf.io.decode_raw(parsed["label"], tf.float32), [num_classes])
             target = dense if mode == PRETRAIN else tf.argmax(dense)
         else:
@@ -126,18 +129,18 @@ def _without(schema: str, num_classes: int, classes: Sequence[int]):
     """serialized Example -> whether it carries none of `classes` (at any confidence): the
     labels alone are parsed, so a dropped image is never decoded."""
     excluded = tf.constant(sorted({int(c) for c in classes}), tf.int64)
-    if schema == records.SPARSE:
+    if schema == SPARSE:
         spec = {"label/index": tf.io.VarLenFeature(tf.int64)}
-    elif schema == records.LEGACY_DENSE:
+    elif schema == LEGACY_DENSE:
         spec = {"label": tf.io.FixedLenFeature([], tf.string)}
     else:
         spec = {"label": tf.io.FixedLenFeature([], tf.int64)}
 
     def keep(serialized: tf.Tensor) -> tf.Tensor:
         parsed = tf.io.parse_single_example(serialized, spec)
-        if schema == records.SPARSE:
+        if schema == SPARSE:
             present = parsed["label/index"].values
-        elif schema == records.LEGACY_DENSE:
+        elif schema == LEGACY_DENSE:
             dense = tf.reshape(tf.io.decode_raw(parsed["label"], tf.float32), [num_classes])
             present = tf.where(tf.not_equal(dense, 0.0))[:, 0]
         else:
@@ -327,7 +330,7 @@ def train_dataset(
     `input_context` each worker reads its own shards and batches its per-replica share.
     Batches are full (drop remainder), so take `SplitIndex.steps_per_epoch` steps an epoch.
     `exclude_classes`: records labelled with any of them are dropped before decoding (the
-    held-out novel classes); the epoch is then `records.records_without` long.
+    held-out novel classes); the epoch is then `record_reader.records_without` long.
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -447,9 +450,7 @@ def preview(
 # --- what notebook 03 shows ----------------------------------------------------------------
 
 
-def preview_figure(
-    index: records.SplitIndex, image_size: int, options: PipelineParams, seed: int = 0
-):
+def preview_figure(index: SplitIndex, image_size: int, options: PipelineParams, seed: int = 0):
     """Stored images, then two augmented draws, the un-augmented and the eval input."""
     import matplotlib.pyplot as plt
 
@@ -458,7 +459,7 @@ def preview_figure(
     chosen = augmentation(options, mode)
     stored = []
     for path in index.paths:
-        stored += [r for _, r in records.read_records(path)][: n - len(stored)]
+        stored += [r for _, r in read_records(path)][: n - len(stored)]
         if len(stored) >= n:
             break
     jpegs = [r.image for r in stored]
@@ -488,7 +489,7 @@ def preview_figure(
 
 
 def measure(
-    index: records.SplitIndex,
+    index: SplitIndex,
     image_size: int,
     images: int,
     batch_size: int = 64,
@@ -515,12 +516,11 @@ def measure(
     return table
 
 
-def save_report(params: Params, tables: dict[str, pd.DataFrame], figures: dict[str, Any]) -> Path:
-    """Tables (CSV) and figures (PNG) into the records stage folder; their figures join
+def save_report(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, Any]) -> Path:
+    """Tables (CSV) and figures (PNG) into the records stage folder `out`; their figures join
     `metrics.json` under `pipeline`."""
     import matplotlib.pyplot as plt
 
-    out = params.stage_dir(records.STAGE)
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
     for name, fig in figures.items():

@@ -242,7 +242,7 @@ def target_classes(params: Params) -> int | None:
     from mlimages.input import records
 
     try:
-        return records.split_index(params, params.finetune.splits[1]).num_classes
+        return records.split_index(params.run_dir, params.finetune.splits[1]).num_classes
     except (FileNotFoundError, ValueError):
         if not params.data.uses_miniature:
             return None

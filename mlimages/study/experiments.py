@@ -86,8 +86,8 @@ def frequency_thirds(params: Params) -> dict[str, np.ndarray]:
     training images and cut in three: head (most frequent), middle, tail."""
     from mlimages.input import records
 
-    train = np.asarray(records.split_index(params, "train").images_per_class)
-    val = np.asarray(records.split_index(params, "val").images_per_class)
+    train = np.asarray(records.split_index(params.run_dir, "train").images_per_class)
+    val = np.asarray(records.split_index(params.run_dir, "val").images_per_class)
     eligible = np.flatnonzero((train > 0) & (val > 0))
     ranked = eligible[np.argsort(-train[eligible], kind="stable")]
     return dict(zip(THIRDS, np.array_split(ranked, 3), strict=True))
@@ -110,8 +110,9 @@ def pretrain_quality(point: Params, thirds: dict[str, np.ndarray]) -> dict[str, 
     import keras
 
     size = point.evaluate.image_size or point.pretrain.image_size
+    val = records.split_index(point.run_dir, "val")
     found = checkpoints.evaluate_multilabel(
-        keras.models.load_model(model_path), records.split_index(point, "val"), size, folder,
+        keras.models.load_model(model_path), val, size, folder,
         max_k=5, threshold=point.evaluate.threshold, batch=point.evaluate.batch,
         crop_fraction=point.pipeline.eval_crop_fraction, progress=False,
     )  # fmt: skip

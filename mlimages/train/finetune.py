@@ -34,7 +34,7 @@ from mlimages.train.launch import follow as follow_run
 from mlimages.train.launch import start, verb_command
 
 if TYPE_CHECKING:
-    from mlimages.input.records import SplitIndex
+    from mlimages.input.shard_index import SplitIndex
 
 STAGE = "finetune"
 SUBSETS = "subsets"  # finetune/subsets/<split>-k<K>/: the K-examples-a-class training splits
@@ -177,16 +177,17 @@ def _initializer(source: Path, out: Path):
 
 def training_index(params: Params) -> SplitIndex:
     """The records fine-tuning trains on: the task's training split, or with
-    `finetune.examples_per_class` = K its first K images a class (`records.class_subset`,
+    `finetune.examples_per_class` = K its first K images a class (`record_reader.class_subset`,
     written once into `finetune/subsets/` and shared by every seed and setting)."""
-    from mlimages.input import records
+    from mlimages.input import record_reader, records
 
     train_split, _ = params.finetune.splits
-    index = records.split_index(params, train_split)
+    index = records.split_index(params.run_dir, train_split)
     k = params.finetune.examples_per_class
     if k is None:
         return index
-    return records.class_subset(index, k, params.stage_dir(STAGE) / SUBSETS / f"{train_split}-k{k}")
+    subset = params.stage_dir(STAGE) / SUBSETS / f"{train_split}-k{k}"
+    return record_reader.class_subset(index, k, subset)
 
 
 def val_arrays(params: Params, val_index, num_classes: int) -> dict[int, tuple[Any, Any]]:
@@ -477,7 +478,7 @@ def run_finetune_stage(
     out = ckpt_dir(params, ckpt)
     params.write(out / "params.yaml")
     write_schedule(params, ckpt)
-    val_index = records.split_index(params, params.finetune.splits[1])
+    val_index = records.split_index(params.run_dir, params.finetune.splits[1])
     arrays = val_arrays(params, val_index, val_index.num_classes)
     train_index = training_index(params)
     train_arrays = val_arrays(params, train_index, train_index.num_classes)

@@ -71,7 +71,7 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
     from mlimages.train.engine import TrainTask
 
     p = params.pretrain
-    train_index = records.split_index(params, "train")
+    train_index = records.split_index(params.run_dir, "train")
     num_classes = train_index.num_classes
     workers = workers or cluster_from_environment().count
     exclude = held_out_classes(params)
@@ -86,7 +86,7 @@ def task_from_params(params: Params, out: Path, workers: int | None = None):
         )
     eval_fn = None
     if p.eval_every:
-        val_index = records.split_index(params, "val")
+        val_index = records.split_index(params.run_dir, "val")
         eval_fn = held_out_eval(params, val_index, num_classes, exclude)
 
     def dataset_fn(ctx, start_step: int):
@@ -126,9 +126,9 @@ def _held_out_epoch(params: Params, index, exclude: list[int], out: Path, worker
     `held_out.json` (and on stderr), and return the full batches every worker can take."""
     import sys
 
-    from mlimages.input import records
+    from mlimages.input import record_reader
 
-    kept = records.records_without(index, exclude)
+    kept = record_reader.records_without(index, exclude)
     remaining = sum(kept)
     write_json_atomic(
         out / HELD_OUT_FILE,
@@ -174,7 +174,7 @@ def run_values(params: Params) -> dict[str, Any]:
         "pretrain": params.pretrain.model_dump(mode="json", exclude=_NOT_IN_THE_WEIGHTS),
         "pipeline": params.pipeline.model_dump(mode="json", exclude=fingerprint.DISPLAY_ONLY),
         "seed": params.seed,
-        "records": records.split_index(params, "train").fingerprint,
+        "records": records.split_index(params.run_dir, "train").fingerprint,
     }
 
 
