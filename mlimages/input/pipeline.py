@@ -29,7 +29,6 @@ serves every resolution.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -42,7 +41,6 @@ import pandas as pd
 import tensorflow as tf
 
 from mlimages.config.params import EVAL_CROP_FRACTION, PipelineParams
-from mlimages.core.atomic import write_json_atomic
 from mlimages.input.legacy_records import LEGACY_DENSE
 from mlimages.input.record_format import SPARSE
 from mlimages.input.record_reader import detect_schema, read_records
@@ -447,23 +445,14 @@ def preview(
     return np.stack([np.round((x.numpy() + 1.0) * 127.5).astype(np.uint8) for x in out])
 
 
-# --- what notebook 03 shows ----------------------------------------------------------------
-
-
-def preview_figure(index: SplitIndex, image_size: int, options: PipelineParams, seed: int = 0):
-    """Stored images, then two augmented draws, the un-augmented and the eval input."""
-    import matplotlib.pyplot as plt
-
-    mode = FINETUNE if index.single_label else PRETRAIN
-    n, crop_fraction = options.preview_images, options.eval_crop_fraction
+def preview_rows(
+    jpegs: Sequence[bytes], image_size: int, options: PipelineParams, mode: str, seed: int = 0
+) -> dict[str, list[np.ndarray]]:
+    """uint8 images of some JPEGs as stored, as two training draws, un-augmented, and as the
+    evaluation input: what the training and evaluation inputs make of them."""
     chosen = augmentation(options, mode)
-    stored = []
-    for path in index.paths:
-        stored += [r for _, r in read_records(path)][: n - len(stored)]
-        if len(stored) >= n:
-            break
-    jpegs = [r.image for r in stored]
-    rows = {
+    crop_fraction = options.eval_crop_fraction
+    return {
         "stored": [tf.io.decode_jpeg(j, channels=3).numpy() for j in jpegs],
         "training input": list(preview(jpegs, image_size, mode, seed, **chosen)),
         "another draw": list(preview(jpegs, image_size, mode, seed + 1, **chosen)),
@@ -475,17 +464,6 @@ def preview_figure(index: SplitIndex, image_size: int, options: PipelineParams, 
             for j in jpegs
         ],
     }
-    size = (1.3 * len(jpegs), 1.45 * len(rows))
-    fig, axes = plt.subplots(len(rows), len(jpegs), figsize=size, squeeze=False)
-    for r, (title, images) in enumerate(rows.items()):
-        for c, image in enumerate(images):
-            axes[r, c].imshow(image)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"{index.split}: stored {stored[0].width}x{stored[0].height}, input {image_size}")
-    fig.tight_layout()
-    return fig
 
 
 def measure(
@@ -514,20 +492,3 @@ def measure(
     table["vs_decode_only"] = table["images_per_s"] / table["images_per_s"].iloc[0]
     table["image_size"] = image_size
     return table
-
-
-def save_report(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, Any]) -> Path:
-    """Tables (CSV) and figures (PNG) into the records stage folder `out`; their figures join
-    `metrics.json` under `pipeline`."""
-    import matplotlib.pyplot as plt
-
-    for name, table in tables.items():
-        table.to_csv(out / f"{name}.csv", index=False)
-    for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=100)
-        plt.close(fig)
-    path = out / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
-    metrics["pipeline"] = {name: t.to_dict(orient="records") for name, t in tables.items()}
-    write_json_atomic(path, metrics)
-    return out

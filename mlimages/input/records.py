@@ -15,14 +15,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from mlimages.config.params import Params, RecordsParams
 from mlimages.core.atomic import atomic_path, write_json_atomic
-from mlimages.input.legacy_records import LEGACY_DENSE
-from mlimages.input.record_format import RecordError, label_features
-from mlimages.input.record_reader import read_records, verify
+from mlimages.input.record_format import RecordError
+from mlimages.input.record_reader import verify
 from mlimages.input.record_writer import Source, from_label_list, from_manifest, write_split
 from mlimages.input.shard_index import INDEX_NAME, SplitIndex
 
@@ -189,48 +187,4 @@ def shard_table(run_dir: Path) -> pd.DataFrame:
     record."""
     table = pd.read_csv(run_dir / STAGE / "shards.csv")
     table["labels_per_record"] = table["labels"] / table["records"]
-    return table
-
-
-def plot_shards(table: pd.DataFrame):
-    """Records and labels a record, shard by shard: equal shards mean equal worker steps."""
-    import matplotlib.pyplot as plt
-
-    splits = list(dict.fromkeys(table["split"]))
-    fig, axes = plt.subplots(2, len(splits), figsize=(3.2 * len(splits), 4.5), squeeze=False)
-    for column, split in enumerate(splits):
-        rows = table[table["split"] == split].reset_index(drop=True)
-        axes[0, column].bar(rows.index, rows["records"], color="tab:blue")
-        axes[0, column].set_title(split)
-        axes[1, column].bar(rows.index, rows["labels_per_record"], color="tab:orange")
-        axes[1, column].set_xlabel("shard")
-    axes[0, 0].set_ylabel("records")
-    axes[1, 0].set_ylabel("labels a record")
-    fig.tight_layout()
-    return fig
-
-
-def label_bytes_table(
-    index: SplitIndex, paper_classes: int = 11_166, sample: int = 512
-) -> pd.DataFrame:
-    """Serialized label bytes a record: ours against the authors' dense schema, at this
-    split's class count and at the paper's 11,166 (over the first `sample` records)."""
-    ours, images = [], []
-    for path in index.paths:
-        for _, record in read_records(path):
-            ours.append(len(label_features(record.indices, record.confidences)))
-            images.append(len(record.image))
-            if len(ours) >= sample:
-                break
-        if len(ours) >= sample:
-            break
-    ours_mean = float(np.mean(ours))
-    rows = [("sparse (ours)", index.num_classes, ours_mean)]
-    for classes in dict.fromkeys((index.num_classes, paper_classes)):
-        one = (np.zeros(1, np.int64), np.ones(1, np.float32))
-        size = len(label_features(*one, LEGACY_DENSE, classes))
-        rows.append((f"dense float32 (authors') at {classes} classes", classes, float(size)))
-    table = pd.DataFrame(rows, columns=["schema", "classes", "label_bytes_per_record"])
-    table["times_ours"] = table["label_bytes_per_record"] / ours_mean
-    table["image_bytes_per_record"] = float(np.mean(images))
     return table
