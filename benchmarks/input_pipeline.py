@@ -1,19 +1,19 @@
 """Input pipeline: the CPU cores that feed one GPU with the paper's augmentation, and label bytes.
 
-Writes seeded photo-like 400x300 JPEGs (the size DESIGN §6 measured) into our shards, then,
-in the same run over the same records, times `pipeline.train_dataset` at 224 with every
-augmentation of the paper on (`full`), the same without augmentation (`no_augment`: decode,
-resize, scale) and `pipeline.decode_only_dataset` (parse + `tf.io.decode_jpeg`), interleaved,
-best of `--passes`. Label bytes per record: ours (sparse) against the authors' dense schema
-for 11,166 classes, on the real labels of the authors' 100-row list.
+Writes seeded photo-like 400x300 JPEGs into our shards, then, in the same run over the same
+records, times `pipeline.train_dataset` at 224 with every augmentation of the paper on
+(`full`), the same without augmentation (`no_augment`: decode, resize, scale) and
+`pipeline.decode_only_dataset` (parse + `tf.io.decode_jpeg`), interleaved, best of `--passes`.
+Label bytes per record: ours (sparse) against the authors' dense schema for 11,166 classes, on
+the real labels of the authors' 100-row list.
 
 Goals (exit 1 if one is missed):
 - the cores the full pipeline needs to feed one GPU training at 2,500 images/s (the
   ResNet-101 goal of benchmarks/train_step.py --gpu), from its CPU time an image, at most 6
   (a GPU node has 8 or more cores a GPU). Printed beside it: the full pipeline's rate as a
   share of the no-augmentation pipeline's, the price of the augmentation. Decoding alone is
-  reported, not a goal: the resize alone costs half a decode, so the training input cannot
-  come near decode-only speed.
+  reported, not a goal: the resize adds to every decode, so the training input cannot come
+  near decode-only speed.
 - label bytes at least 100x fewer than the dense schema's.
 
     python benchmarks/input_pipeline.py [--images 512] [--passes 3]

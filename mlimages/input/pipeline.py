@@ -15,11 +15,9 @@ Training (the authors' `data_processing/image_preprocessing.py` and `train.py`/`
 
 The crop is computed from the JPEG header and decoded fused (`decode_and_crop_jpeg`), so the
 rows and columns outside it are never produced, and the rotation and colour work happen on
-the small resized image. Even so the chain costs about three decodes (400x300 JPEGs, CPU ms
-an image: decode 0.78, + resize and scaling 1.17, + augmentation 2.27; README, "Records and
-the input pipeline"): the resize and TensorFlow's rotation and HSV kernels are the cost.
-Every random draw is stateless, from (seed, worker, element number), so a seed gives the
-same images whatever the parallelism.
+the small resized image. Even so the resize and TensorFlow's rotation and HSV kernels, not the
+decode, take most of the chain's CPU time. Every random draw is stateless, from (seed,
+worker, element number), so a seed gives the same images whatever the parallelism.
 
 Image sizes: records keep the stored JPEG at its stored size (the miniature's 32-64 px,
 a real download's shorter side of 320); the pipeline crops and resizes to the `image_size`
