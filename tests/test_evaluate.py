@@ -12,7 +12,7 @@ import pytest
 from mlimages import cli
 from mlimages.config.params import load_params
 from mlimages.data.synthetic import mini_taxonomy
-from mlimages.evaluate import checkpoints
+from mlimages.evaluate import checkpoints, multilabel
 from mlimages.fetch import download
 from mlimages.input import records
 
@@ -142,7 +142,7 @@ def test_class_prior_ranking_on_a_toy_label_matrix(tmp_path: Path) -> None:
     labels = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 0, 1]], dtype=np.float16)
     np.save(tmp_path / "labels.npy", labels)
     prior = np.array([5, 3, 1]) / 10  # training frequencies: class 0, then 1, then 2
-    got = checkpoints.prior_multilabel(prior, tmp_path / "labels.npy", (1, 2))
+    got = multilabel.prior_multilabel(prior, tmp_path / "labels.npy", (1, 2))
     # AP of a class scored alike everywhere = its prevalence: (3/4 + 2/4 + 1/4) / 3
     assert got.map == pytest.approx(0.5)
     # every image's top-1 is class 0 (hits 1, 1, 0, 1), its top-2 classes 0 and 1
@@ -153,12 +153,12 @@ def test_class_prior_ranking_on_a_toy_label_matrix(tmp_path: Path) -> None:
     perfect = multilabel_metrics((labels.astype(np.float32), labels), (1, 2))
     assert perfect.map == 1.0 and perfect.instance[1]["precision"] == 1.0
     assert perfect.map > got.map and perfect.instance[2]["recall"] > got.instance[2]["recall"]
-    table = checkpoints.prior_columns(got, (1, 2))
+    table = multilabel.prior_columns(got, (1, 2))
     assert table["prior_precision_at_k"].tolist() == pytest.approx([75.0, 62.5])
     assert (table["prior_map"] == 50.0).all()
-    assert checkpoints.prior_columns(None, (1, 2))["prior_map"].isna().all()
+    assert multilabel.prior_columns(None, (1, 2))["prior_map"].isna().all()
     with pytest.raises(ValueError, match=r"labels.npy: shape \(4, 3\); expected \[images, 2\]"):
-        checkpoints.PriorSource(prior[:2], tmp_path / "labels.npy")
+        multilabel.PriorSource(prior[:2], tmp_path / "labels.npy")
 
 
 def test_evaluate_verb_on_one_checkpoint(smoke, tmp_path: Path, capsys) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from mlimages import cli
 from mlimages.config.params import load_params
-from mlimages.train import finetune
+from mlimages.train import finetune, finetune_task
 
 FAST = {"finetune.seeds": [0], "finetune.eval_every": 0}
 
@@ -45,18 +45,21 @@ def _results(params, ckpt: int) -> list[dict[str, str]]:
 
 def test_size_schedules_follow_the_settings() -> None:
     paper = load_params("paper")
-    assert finetune.size_schedule(paper, 2) == [(0, 600_000, 224)]
-    assert finetune.size_schedule(paper, 3) == [(0, 450_000, 224), (450_000, 600_000, 299)]
-    assert finetune.size_schedule(paper, 4) == [(0, 600_000, 299)]
+    assert finetune.size_schedule(paper.finetune, 2) == [(0, 600_000, 224)]
+    assert finetune.size_schedule(paper.finetune, 3) == [(0, 450_000, 224), (450_000, 600_000, 299)]
+    assert finetune.size_schedule(paper.finetune, 4) == [(0, 600_000, 299)]
     default = load_params("default")
-    schedule = finetune.size_schedule(default, 3)
+    schedule = finetune.size_schedule(default.finetune, 3)
     assert finetune.train_sizes_label(schedule) == "72->96"
     assert [finetune.size_at(schedule, s) for s in (0, 119, 120, 239)] == [72, 72, 96, 96]
-    assert finetune.setting(default, 5).linear_probe and not finetune.setting(default, 1).pretrained
-    baseline = finetune.setting(default, 6)
+    assert (
+        finetune.setting(default.finetune, 5).linear_probe
+        and not finetune.setting(default.finetune, 1).pretrained
+    )
+    baseline = finetune.setting(default.finetune, 6)
     assert baseline.linear_probe and not baseline.pretrained
     with pytest.raises(ValueError, match="ckpt 9: expected one of the checkpoints"):
-        finetune.setting(default, 9)
+        finetune.setting(default.finetune, 9)
 
 
 def test_scratch_through_the_verb(smoke_runs: Path, capsys: pytest.CaptureFixture) -> None:
@@ -99,7 +102,7 @@ def test_base_then_large_and_a_resume_continues_the_size_schedule(smoke_runs: Pa
     from mlimages.train.engine import read_log, run
 
     params = load_params("smoke", FAST)
-    assert finetune.size_schedule(params, 3) == [(0, 3, 24), (3, 4, 32)]
+    assert finetune.size_schedule(params.finetune, 3) == [(0, 3, 24), (3, 4, 32)]
     task = finetune.task_for(params, 3, 0)
     first = run(dataclasses.replace(task, steps=2), make_strategy("default"))
     assert first["steps"] == 2
@@ -157,7 +160,9 @@ def test_wrong_shapes_and_missing_names_are_refused_by_name(tmp_path: Path) -> N
     from mlimages.train.engine import save_model
 
     params = load_params("smoke")
-    model = finetune.build_model(params, 4, finetune.setting(params, 2))
+    model = finetune_task.build_model(
+        params.model, 4, finetune.setting(params.finetune, 2), params.finetune.freeze_stages
+    )
     good = {n: v.numpy() for n, v in tf1_variables(model).items()}
     bad_name = "stages_1_block_0/conv2_b2/conv2d/kernel"
     for label, tensors in (
@@ -174,10 +179,10 @@ def test_wrong_shapes_and_missing_names_are_refused_by_name(tmp_path: Path) -> N
             tensors=[tf.constant(tensors[n]) for n in names],
         )
         with pytest.raises(ValueError, match=bad_name):
-            finetune.load_pretrained(model, prefix)
+            finetune_task.load_pretrained(model, prefix)
     wider = save_model(build_resnet(7, blocks=[1, 1, 1, 1], width=16), tmp_path / "wide.keras")
     with pytest.raises(ValueError, match="variable 'init/init_conv/conv2d/kernel' has shape"):
-        finetune.load_pretrained(model, wider)
+        finetune_task.load_pretrained(model, wider)
 
 
 def test_the_authors_checkpoint_initialises_a_new_head(authors_checkpoint: Path) -> None:
@@ -185,7 +190,7 @@ def test_the_authors_checkpoint_initialises_a_new_head(authors_checkpoint: Path)
     from mlimages.paper.model import build_resnet, tf1_variables
 
     model = build_resnet(4, 50)
-    report = finetune.load_pretrained(model, authors_checkpoint)
+    report = finetune_task.load_pretrained(model, authors_checkpoint)
     assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
     assert len(report.loaded) == len(tf1_variables(model)) - 2
 
@@ -202,7 +207,7 @@ def test_precise_bn_sets_the_mean_of_batch_statistics_and_spares_frozen_layers()
     kept = frozen.moving_mean.numpy().copy()
     rng = np.random.default_rng(0)
     batches = [rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32) + k for k in range(3)]
-    assert finetune.precise_bn(model, batches) == len(bns) - 1
+    assert finetune_task.precise_bn(model, batches) == len(bns) - 1
     # The first BN's input is the stem convolution's output: independent of any BN.
     first = bns[0]
     stem = keras.Model(model.inputs, first.input)
@@ -213,7 +218,7 @@ def test_precise_bn_sets_the_mean_of_batch_statistics_and_spares_frozen_layers()
     np.testing.assert_allclose(first.moving_variance.numpy(), var, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(frozen.moving_mean.numpy(), kept)
     with pytest.raises(ValueError, match="no batches"):
-        finetune.precise_bn(model, [])
+        finetune_task.precise_bn(model, [])
 
 
 def test_random_feature_probe_gets_target_bn_statistics_and_trains_only_the_head(

@@ -13,6 +13,7 @@ import pytest
 
 from mlimages import cli
 from mlimages.core.atomic import dumps_json, finite_or_none, write_json_atomic
+from mlimages.report import training
 from mlimages.train import finetune
 
 ONE_SEED = {"finetune.seeds": [0], "finetune.eval_every": 0, "finetune.steps": 2}
@@ -90,8 +91,8 @@ def test_spread_over_one_seed_says_why_its_std_is_null() -> None:
     assert two["top1_std"] == pytest.approx(math.sqrt(2)) and "std_note" not in two
     none = finetune._spread(rows, 32)
     assert none["n"] == 0 and none["top1_mean"] is None
-    assert finetune._pm(40.0, None) == "40.0" and finetune._pm(40.0, 1.41) == "40.0 ± 1.4"
-    assert finetune._pm(None, None) == "–" and finetune._pm(40.0, math.nan) == "40.0"
+    assert training._pm(40.0, None) == "40.0" and training._pm(40.0, 1.41) == "40.0 ± 1.4"
+    assert training._pm(None, None) == "–" and training._pm(40.0, math.nan) == "40.0"
 
 
 # --- every verb with --json that is cheap on the smoke profile -------------------------------
@@ -149,7 +150,7 @@ def test_stage_verbs_and_their_files(
         assert spread["n"] == 1 and spread["top1_std"] is None, size
         assert "seed" in spread["std_note"]
     params = load_params("smoke", ONE_SEED)
-    assert "–" not in finetune.paper_comparison(params, 1)["top-1 ours"].tolist()
+    assert "–" not in training.paper_comparison(params, 1)["top-1 ours"].tolist()
 
     index = load_params("smoke").stage_dir("records")
     shard = next(index.rglob("*.tfrecord"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlimages.config.params import load_params
-from mlimages.evaluate import checkpoints
+from mlimages.evaluate import multilabel
 from mlimages.input import records
 from mlimages.train import finetune, pretrain
 
@@ -56,9 +56,9 @@ def test_pretraining_beats_the_class_prior(learnt, tmp_path: Path) -> None:
     params, _ = learnt
     model = keras.models.load_model(params.run_dir / "pretrain" / finetune.MODEL_FILE)
     val = records.split_index(params.run_dir, "val")
-    ours = checkpoints.evaluate_multilabel(model, val, params.pretrain.image_size, tmp_path)
-    prior = checkpoints.class_prior(records.split_index(params.run_dir, "train"))
-    baseline = checkpoints.prior_multilabel(prior, tmp_path / "labels.npy", ours.ks)
+    ours = multilabel.evaluate_multilabel(model, val, params.pretrain.image_size, tmp_path)
+    prior = multilabel.class_prior(records.split_index(params.run_dir, "train"))
+    baseline = multilabel.prior_multilabel(prior, tmp_path / "labels.npy", ours.ks)
     f1 = {k: (ours.instance[k]["f1"], baseline.instance[k]["f1"]) for k in ours.ks}
     print(f"mAP {ours.map:.3f} vs prior {baseline.map:.3f}; F1@k {f1}")
     assert ours.map > baseline.map + MAP_MARGIN

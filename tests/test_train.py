@@ -127,6 +127,6 @@ def test_each_loss_kind_trains_to_a_finite_loss(smoke_runs: Path, loss: dict) ->
     assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in log)
     assert ("positive_classes" in log[-1]) == ("loss.counters" in loss)
     if "loss.kind" in loss:  # notebook 04's figure says there are no coefficients
-        from mlimages.train.pretrain import plot_coefficients
+        from mlimages.report.training import plot_coefficients
 
         assert "no adaptive coefficients" in plot_coefficients(out).axes[0].texts[0].get_text()

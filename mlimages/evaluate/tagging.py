@@ -2,7 +2,8 @@
 
 Classes are keyed by index (262 names repeat in the authors' dictionary), so every tag carries
 its index and WordNet id beside the name. `leaves_only` keeps classes without children (the
-most specific tags); `threshold` drops tags scoring below it.
+most specific tags); `threshold` drops tags scoring below it. Images come from files (the
+`mlimages tag` verb) or from records (notebook 06's grid of validation images).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlimages.config.params import EVAL_CROP_FRACTION
 from mlimages.data.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from mlimages.input.shard_index import SplitIndex
 
 
 def top_tags(
@@ -73,6 +77,31 @@ def predict(
         logits = model(block[:, 0], training=False)
         rows.append(tf.sigmoid(tf.cast(logits, tf.float32)).numpy())
     return np.concatenate(rows)
+
+
+def record_tags(
+    model,
+    index: SplitIndex,
+    image_size: int,
+    taxonomy: Taxonomy,
+    images: int = 12,
+    tags: int = 5,
+    crop_fraction: float = EVAL_CROP_FRACTION,
+) -> tuple[np.ndarray, np.ndarray, list[list[dict[str, Any]]]]:
+    """The first `images` records of a multi-label split as the model sees them (in [-1, 1]),
+    their targets, and the model's top `tags` tags of each."""
+    import tensorflow as tf
+
+    from mlimages.input import pipeline
+    from mlimages.train.checkpoint import with_image_size
+
+    dataset = pipeline.eval_dataset(
+        index, image_size, images, index.num_classes, pipeline.PRETRAIN, crop_fraction
+    )
+    x, y = next(iter(dataset))
+    logits = with_image_size(model, image_size)(x, training=False)
+    scores = tf.sigmoid(tf.cast(logits, tf.float32)).numpy()
+    return x.numpy(), y.numpy(), top_tags(scores, taxonomy, tags)
 
 
 def run_tagging(

@@ -227,10 +227,11 @@ def _coefficients_figure(params: Params):
     figure that says why there is none."""
     import matplotlib.pyplot as plt
 
+    from mlimages.report import training
     from mlimages.train import pretrain
 
     try:
-        return pretrain.plot_coefficients(params.run_dir / pretrain.STAGE)
+        return training.plot_coefficients(params.run_dir / pretrain.STAGE)
     except (FileNotFoundError, ValueError) as exc:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         ax.text(0.5, 0.5, f"no loss coefficients: {exc}", ha="center", va="center", fontsize=7)

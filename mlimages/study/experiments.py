@@ -96,7 +96,7 @@ def frequency_thirds(params: Params) -> dict[str, np.ndarray]:
 def pretrain_quality(point: Params, thirds: dict[str, np.ndarray]) -> dict[str, float]:
     """mAP, F1@5 and the mAP of each frequency third (percent) of a point's pretrained model
     on the validation records; kept in the point's folder for the model it was computed on."""
-    from mlimages.evaluate import checkpoints
+    from mlimages.evaluate import multilabel
     from mlimages.input import records
 
     model_path = point.run_dir / "pretrain" / "model.keras"
@@ -111,7 +111,7 @@ def pretrain_quality(point: Params, thirds: dict[str, np.ndarray]) -> dict[str, 
 
     size = point.evaluate.image_size or point.pretrain.image_size
     val = records.split_index(point.run_dir, "val")
-    found = checkpoints.evaluate_multilabel(
+    found = multilabel.evaluate_multilabel(
         keras.models.load_model(model_path), val, size, folder,
         max_k=5, threshold=point.evaluate.threshold, batch=point.evaluate.batch,
         crop_fraction=point.pipeline.eval_crop_fraction, progress=False,

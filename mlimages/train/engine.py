@@ -1,12 +1,11 @@
 """One training engine for pretraining and fine-tuning: a custom loop under tf.distribute.
 
-Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` (DESIGN §6) and its
-optimizers trip over `merge_call` in custom loops, so the update is ours: the authors'
-TF1 `MomentumOptimizer` rule (accum = m·accum + g; w -= lr·accum), applied in a
-`merge_call` after an explicit all-reduce. The same loop serves the paper's multi-label
-loss and the loss ablation's variants (pretraining, `LossParams.kind`) and softmax
-cross-entropy (fine-tuning). With Horovod (`hvd`) the strategy is the default one and
-`hvd.allreduce` does the cross-worker sums instead.
+Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` and its optimizers trip over
+`merge_call` in custom loops, so the update is ours: the authors' TF1 `MomentumOptimizer` rule
+(accum = m·accum + g; w -= lr·accum), applied in a `merge_call` after an explicit all-reduce.
+The same loop serves the paper's multi-label loss and the loss ablation's variants
+(pretraining, `LossParams.kind`) and softmax cross-entropy (fine-tuning). With Horovod (`hvd`)
+the strategy is the default one and `hvd.allreduce` does the cross-worker sums instead.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ MODEL_FILE = "model.keras"  # a finished run's model: what evaluation, tagging a
 
 @dataclass
 class TrainTask:
-    """Everything the loop needs; built by `pretrain.task_from_params` or the fine-tuning stage."""
+    """Everything the loop needs; built by `pretrain.build_task` or `finetune_task.build_task`."""
 
     out: Path
     build_model: Callable[[], Any]

@@ -2,7 +2,7 @@
 `hvd.allreduce` instead of a `tf.distribute` strategy.
 
 Horovod's last release (0.28.1) compiles only against TensorFlow <= 2.13 (Keras 2), so it lives
-in its own environment, `.venv-horovod` (`make horovod-env`); DESIGN §6. This module imports
+in its own environment, `.venv-horovod` (`make horovod-env`). This module imports
 Horovod only inside the functions that run in a Horovod worker, so the launcher half works from
 the main environment too.
 """

@@ -3,29 +3,41 @@
 `run_pretrain_stage` trains in this process under the strategy the environment asks for;
 `launch` starts it as `python -m mlimages pretrain …` subprocesses (one a local worker), which
 is how notebook 04 runs it: never inside the kernel, whose TensorFlow could not then be
-reconfigured for a cluster.
+reconfigured for a cluster. `task_from_params` resolves a profile into the plain arguments of
+`build_task`; notebook 04's figures and table are in `mlimages.report.training`.
 """
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlimages.config.params import Params
+from mlimages.config.params import (
+    LossParams,
+    ModelParams,
+    Params,
+    PipelineParams,
+    PretrainParams,
+    ScheduleParams,
+)
 from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic
 from mlimages.train.launch import follow as follow_run
 from mlimages.train.launch import start, verb_command
 
+if TYPE_CHECKING:
+    from mlimages.input.shard_index import SplitIndex
+    from mlimages.train.engine import TrainTask
+
 STAGE = "pretrain"
 HELD_OUT_FILE = "held_out.json"  # what `pretrain.hold_out_novel` removed from the input
 
 
-def build_model(params: Params, num_classes: int, image_size: int):
+def build_model(model_params: ModelParams, num_classes: int, image_size: int):
     from mlimages.paper.model import model_from_params
 
-    return model_from_params(params.model, num_classes, image_size)
+    return model_from_params(model_params, num_classes, image_size)
 
 
 def held_out_classes(params: Params) -> list[int]:
@@ -41,7 +53,13 @@ def held_out_classes(params: Params) -> list[int]:
     return sorted(taxonomy.index_of_wnid[w] for w in mini.info["novel_classes"])
 
 
-def held_out_eval(params: Params, index, num_classes: int, exclude: list[int] | None = None):
+def held_out_eval(
+    index: SplitIndex,
+    image_size: int,
+    eval_images: int,
+    num_classes: int,
+    exclude: list[int] | None = None,
+):
     """P/R@k on the first `eval_images` validation images, every `eval_every` steps; those
     labelled with an `exclude` class are skipped (the held-out novel leaves)."""
     import numpy as np
@@ -49,12 +67,11 @@ def held_out_eval(params: Params, index, num_classes: int, exclude: list[int] | 
     from mlimages.input import pipeline
     from mlimages.train.engine import precision_recall_eval
 
-    p = params.pretrain
     batches = pipeline.eval_dataset(
-        index, p.image_size, 256, num_classes, exclude_classes=exclude
+        index, image_size, 256, num_classes, exclude_classes=exclude
     ).unbatch()
     images, labels = [], []
-    for image, label in batches.take(p.eval_images):
+    for image, label in batches.take(eval_images):
         images.append(image.numpy())
         labels.append(label.numpy())
     if not images:
@@ -62,66 +79,100 @@ def held_out_eval(params: Params, index, num_classes: int, exclude: list[int] | 
     return precision_recall_eval(np.stack(images), np.stack(labels))
 
 
-def task_from_params(params: Params, out: Path, workers: int | None = None):
-    """The pretraining `TrainTask`: records, model, loss options and the authors' schedule.
-    `workers`: the worker count when the environment does not say it (Horovod)."""
-    from mlimages.input import pipeline, records
-    from mlimages.paper.recipe import schedule_from_params
+def task_from_params(params: Params, out: Path, workers: int | None = None) -> TrainTask:
+    """The profile's pretraining `TrainTask`: its records, held-out classes and sections, for
+    `build_task`. `workers`: the worker count when the environment does not say it (Horovod)."""
+    from mlimages.input import records
     from mlimages.train.distributed import cluster_from_environment
-    from mlimages.train.engine import TrainTask
 
     p = params.pretrain
     train_index = records.split_index(params.run_dir, "train")
-    num_classes = train_index.num_classes
     workers = workers or cluster_from_environment().count
     exclude = held_out_classes(params)
-    steps_per_epoch = train_index.steps_per_epoch(p.global_batch, workers)
+    steps_per_epoch = epoch_steps(p.global_batch, train_index, exclude, out, workers)
+    val_index = records.split_index(params.run_dir, "val") if p.eval_every else None
+    return build_task(
+        out, train_index, val_index, exclude, steps_per_epoch, p, params.model, params.loss,
+        params.schedule, params.pipeline, params.seed,
+    )  # fmt: skip
+
+
+def epoch_steps(
+    global_batch: int, index: SplitIndex, exclude: list[int], out: Path, workers: int
+) -> int:
+    """Steps in one pass over the training records (those left once `exclude` is dropped);
+    stops where the records cannot fill a batch."""
+    steps_per_epoch = index.steps_per_epoch(global_batch, workers)
     if exclude:
-        steps_per_epoch = _held_out_epoch(params, train_index, exclude, out, workers)
+        steps_per_epoch = _held_out_epoch(global_batch, index, exclude, out, workers)
     if steps_per_epoch < 1:
         raise ValueError(
-            f"pretrain.global_batch = {p.global_batch} exceeds the {train_index.records} training "
+            f"pretrain.global_batch = {global_batch} exceeds the {index.records} training "
             f"records ({workers} workers{', novel classes held out' if exclude else ''}); "
             "expected a smaller batch or more data"
         )
+    return steps_per_epoch
+
+
+def build_task(
+    out: Path,
+    train_index: SplitIndex,
+    val_index: SplitIndex | None,
+    exclude: list[int],
+    steps_per_epoch: int,
+    p: PretrainParams,
+    model_params: ModelParams,
+    loss: LossParams,
+    schedule: ScheduleParams,
+    pipeline_params: PipelineParams,
+    seed: int,
+) -> TrainTask:
+    """The pretraining `TrainTask` on `train_index` (P/R@k on `val_index` when given): the
+    model, the loss options and the authors' schedule, without the `exclude` classes."""
+    from mlimages.input import pipeline
+    from mlimages.paper.recipe import schedule_from_params
+    from mlimages.train.engine import TrainTask
+
+    num_classes = train_index.num_classes
     eval_fn = None
-    if p.eval_every:
-        val_index = records.split_index(params.run_dir, "val")
-        eval_fn = held_out_eval(params, val_index, num_classes, exclude)
+    if val_index is not None:
+        eval_fn = held_out_eval(val_index, p.image_size, p.eval_images, num_classes, exclude)
 
     def dataset_fn(ctx, start_step: int):
         # A resumed run reshuffles from a new seed instead of replaying its first batches.
         return pipeline.train_dataset(
             train_index, p.image_size, p.global_batch, num_classes,
-            mode=pipeline.PRETRAIN, seed=params.seed + start_step, input_context=ctx,
-            shuffle_buffer=params.pipeline.shuffle_buffer,
-            **pipeline.augmentation(params.pipeline, pipeline.PRETRAIN),
-            cycle_length=params.pipeline.cycle_length, exclude_classes=exclude,
+            mode=pipeline.PRETRAIN, seed=seed + start_step, input_context=ctx,
+            shuffle_buffer=pipeline_params.shuffle_buffer,
+            **pipeline.augmentation(pipeline_params, pipeline.PRETRAIN),
+            cycle_length=pipeline_params.cycle_length, exclude_classes=exclude,
         )  # fmt: skip
 
     return TrainTask(
         out=out,
-        build_model=lambda: build_model(params, num_classes, p.image_size),
+        build_model=lambda: build_model(model_params, num_classes, p.image_size),
         dataset_fn=dataset_fn,
         loss_kind="multilabel",
         num_classes=num_classes,
         steps=p.steps,
         global_batch=p.global_batch,
-        learning_rate=schedule_from_params(params.schedule, p.global_batch),
-        momentum=params.schedule.momentum,
-        weight_decay=params.loss.weight_decay,
+        learning_rate=schedule_from_params(schedule, p.global_batch),
+        momentum=schedule.momentum,
+        weight_decay=loss.weight_decay,
         checkpoint_every=p.checkpoint_every,
         log_every=p.log_every,
         eval_every=p.eval_every,
         eval_fn=eval_fn,
-        loss_options=params.loss.model_dump(exclude={"weight_decay"}),
+        loss_options=loss.model_dump(exclude={"weight_decay"}),
         progress=p.progress,
         max_seconds=p.max_seconds,
         epoch_steps=steps_per_epoch,
     )
 
 
-def _held_out_epoch(params: Params, index, exclude: list[int], out: Path, workers: int) -> int:
+def _held_out_epoch(
+    global_batch: int, index: SplitIndex, exclude: list[int], out: Path, workers: int
+) -> int:
     """Count the training records left once `exclude` is dropped, record the counts in
     `held_out.json` (and on stderr), and return the full batches every worker can take."""
     import sys
@@ -143,8 +194,8 @@ def _held_out_epoch(params: Params, index, exclude: list[int], out: Path, worker
         f"pretrain: novel classes held out: {remaining} of {index.records} training images remain",
         file=sys.stderr,
     )
-    index.steps_per_epoch(params.pretrain.global_batch, workers)  # the batch must split
-    per_worker = params.pretrain.global_batch // workers
+    index.steps_per_epoch(global_batch, workers)  # the batch must split
+    per_worker = global_batch // workers
     return min(sum(kept[i::workers]) for i in range(workers)) // per_worker
 
 
@@ -231,87 +282,3 @@ def follow(
     from mlimages.train.engine import last_logged_step
 
     return follow_run(process, out, total_steps, lambda: last_logged_step(out), STAGE, progress)
-
-
-def plot_curves(out: Path):
-    """Loss, learning rate and held-out P/R@k against the step, from `log.jsonl`."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from mlimages.train.engine import read_log
-
-    log = pd.DataFrame(read_log(out))
-    if log.empty:
-        raise ValueError(f"{out / 'log.jsonl'}: no logged steps yet")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    log.plot(x="step", y="loss", ax=axes[0], title="training loss", legend=False)
-    log.plot(x="step", y="learning_rate", ax=axes[1], title="learning rate", legend=False)
-    quality = [c for c in log.columns if c.startswith(("precision@", "recall@"))]
-    if quality:
-        log.dropna(subset=quality).plot(x="step", y=quality, ax=axes[2], marker="o")
-        axes[2].set_title("held-out P/R@k")
-    else:
-        axes[2].set_axis_off()
-    fig.tight_layout()
-    return fig
-
-
-def plot_coefficients(out: Path):
-    """The adaptive loss's coefficients of the batch's positive classes against the step:
-    median and 10-90% band, and the share at the 0.01 floor (`train.coefficient_summary`).
-    A run of another loss kind has none: a figure saying so (notebook 04 runs on)."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import yaml
-
-    from mlimages.train.engine import read_log
-
-    saved = out / "params.yaml"
-    loss = yaml.safe_load(saved.read_text()).get("loss", {}) if saved.is_file() else {}
-    if loss.get("kind", "adaptive") != "adaptive":
-        fig, ax = plt.subplots(figsize=(6, 1.5))
-        text = f"no adaptive coefficients: loss.kind is {loss['kind']!r} (no streaks)"
-        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8)
-        ax.set_axis_off()
-        return fig
-    log = pd.DataFrame(read_log(out))
-    if "coef_median" not in log.columns:
-        raise ValueError(f"{out / 'log.jsonl'}: no loss coefficients (multi-label runs log them)")
-    log = log.dropna(subset=["coef_median"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-    axes[0].fill_between(log["step"], log["coef_p10"], log["coef_p90"], alpha=0.3, label="10-90%")
-    axes[0].plot(log["step"], log["coef_median"], label="median")
-    axes[0].axhline(0.01, color="grey", linestyle="--", label="floor 0.01")
-    axes[0].axhline(2.0, color="grey", linestyle=":", label="first batch (2.0)")
-    axes[0].set_yscale("log")
-    axes[0].set_title("coefficient of a class positive in the batch")
-    axes[1].plot(log["step"], 100 * log["coef_at_floor"], label="at the floor (%)")
-    axes[1].plot(log["step"], log["positive_classes"], label="positive classes in the batch")
-    axes[1].set_title("classes at the floor, classes in the batch")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def summary_table(out: Path, result: dict[str, Any]):
-    """One row a figure a reader asks for after a run: speed per worker, where the weights are."""
-    import pandas as pd
-
-    from mlimages.train.engine import read_log
-
-    log = pd.DataFrame(read_log(out))
-    steady = log.iloc[1:] if len(log) > 1 else log  # the first window includes tracing
-    rows = {
-        "steps": result["steps"],
-        "workers": result["workers"],
-        "replicas": result["replicas"],
-        "epochs": result.get("epochs"),
-        "final loss": result["final_loss"],
-        "images/s (all workers)": steady["images_per_sec"].mean() if len(steady) else None,
-        "images/s per worker": steady["images_per_sec_per_worker"].mean() if len(steady) else None,
-        "resumed from step": result["resumed_from_step"],
-        "checkpoint": result["checkpoint"],
-    }
-    return pd.DataFrame({"value": rows})
