@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlimages.config.params import DownloadParams  # noqa: E402
+from mlimages.config.sections import DownloadParams  # noqa: E402
 from mlimages.data.label_table import LabelTable  # noqa: E402
 from mlimages.fetch.download import download_list  # noqa: E402
 

@@ -17,7 +17,8 @@ from loopback_server import PLACEHOLDER_PATH, LoopbackServer
 from PIL import Image
 
 from mlimages.cli import main
-from mlimages.config.params import DownloadParams, load_params
+from mlimages.config.params import load_params
+from mlimages.config.sections import DownloadParams
 from mlimages.data.label_read import read_label_list
 from mlimages.data.label_table import LabelTable
 from mlimages.fetch import download

@@ -84,7 +84,8 @@ def test_scratch_through_the_verb(smoke_runs: Path, capsys: pytest.CaptureFixtur
 
 def test_pretrained_from_a_tf1_checkpoint_with_an_11166_class_head(smoke_runs: Path) -> None:
     """ckpt 2 initialised from an authors'-format checkpoint: the head is skipped and said so."""
-    from mlimages.paper.model import build_resnet, export_tf1_checkpoint
+    from mlimages.paper.model import build_resnet
+    from mlimages.paper.tf1_checkpoint import export_tf1_checkpoint
 
     prefix = export_tf1_checkpoint(
         build_resnet(11_166, blocks=[1, 1, 1, 1], width=8), smoke_runs / "tf1" / "model.ckpt"

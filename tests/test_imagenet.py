@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mlimages.cli import main
-from mlimages.config.params import DownloadParams
+from mlimages.config.sections import DownloadParams
 from mlimages.data.label_read import read_label_list
 from mlimages.data.label_table import LabelTable
 from mlimages.fetch.fetcher import FetchFailed, SourceError

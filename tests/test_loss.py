@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mlimages.paper import facts
 from mlimages.paper import loss as L
 from mlimages.paper.model import build_resnet
 
@@ -217,13 +218,13 @@ def _numpy_loss(kind: str, logits: np.ndarray, targets: np.ndarray, batch: int, 
         gn, gp, clip = o.get("gamma_neg", 4.0), o.get("gamma_pos", 0.0), o.get("clip", 0.05)
         pm = np.maximum(p - clip, 0)
         per = -(y * (1 - p) ** gp * np.log(p) + (1 - y) * pm**gn * np.log(1 - pm))
-    per[targets == L.IGNORE_TARGET] = 0
+    per[targets == facts.IGNORE_TARGET] = 0
     return float((per.sum(0) / batch).sum())
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "weighted", "asl"])
 def test_each_variant_matches_numpy_with_soft_targets_and_the_mask(kind: str) -> None:
-    from mlimages.config.params import LossParams
+    from mlimages.config.training import LossParams
 
     options = LossParams(kind=kind).model_dump()
     logits, targets = _example()
@@ -266,7 +267,7 @@ def test_asymmetric_loss_with_no_shift_and_no_focusing_is_the_sigmoid_loss() -> 
 @pytest.mark.parametrize("kind", ["sigmoid", "weighted", "asl"])
 @pytest.mark.parametrize("gammas", [(4.0, 0.0), (0.5, 0.5)])
 def test_variants_give_finite_values_and_gradients_at_extreme_logits(kind, gammas) -> None:
-    from mlimages.config.params import LossParams
+    from mlimages.config.training import LossParams
 
     options = LossParams(kind=kind).model_dump() | {
         "asl_gamma_neg": gammas[0],

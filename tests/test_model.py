@@ -12,7 +12,9 @@ import tensorflow as tf
 
 from mlimages.cli import main
 from mlimages.config.params import load_params
+from mlimages.paper import facts, tf1_checkpoint
 from mlimages.paper import model as M
+from mlimages.train import from_profile
 
 
 def _relative_error(out: np.ndarray, ref: np.ndarray) -> float:
@@ -35,7 +37,7 @@ def authors(authors_checkpoint: Path) -> dict:
 @pytest.fixture(scope="module")
 def resnet50(authors: dict) -> keras.Model:
     model = M.build_resnet(10, 50)
-    M.load_tf1_checkpoint(model, authors["dir"])
+    tf1_checkpoint.load_tf1_checkpoint(model, authors["dir"])
     return model
 
 
@@ -113,7 +115,7 @@ def test_convert_tf1_opens_with_plain_load_model(authors, tmp_path, capsys) -> N
 
 
 def test_export_writes_the_authors_names_and_values(resnet50, authors, tmp_path) -> None:
-    prefix = M.export_tf1_checkpoint(resnet50, tmp_path / "model.ckpt")
+    prefix = tf1_checkpoint.export_tf1_checkpoint(resnet50, tmp_path / "model.ckpt")
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(prefix)
     ours = tf.train.load_checkpoint(str(prefix))
     theirs = tf.train.load_checkpoint(str(authors["dir"] / "model.ckpt"))
@@ -126,13 +128,13 @@ def test_a_shape_mismatch_names_the_variable_and_loads_nothing(authors) -> None:
     model = M.build_resnet(11, 50)
     before = model.get_layer("init.init_conv").kernel.numpy()
     with pytest.raises(M.LogitsMismatchError) as raised:
-        M.load_tf1_checkpoint(model, authors["dir"])
+        tf1_checkpoint.load_tf1_checkpoint(model, authors["dir"])
     message = str(raised.value)
     assert "'logits/dense/kernel' has shape [2048, 10] in the checkpoint" in message
     assert "the model expects [2048, 11]" in message
     assert "10-class head, the model has 11 classes" in message and "skip_logits=True" in message
     np.testing.assert_array_equal(model.get_layer("init.init_conv").kernel.numpy(), before)
-    report = M.load_tf1_checkpoint(model, authors["dir"], skip_logits=True)
+    report = tf1_checkpoint.load_tf1_checkpoint(model, authors["dir"], skip_logits=True)
     assert report.skipped == ["logits/dense/bias", "logits/dense/kernel"]
     assert report.unused == []
     assert len(report.loaded) == 265
@@ -141,9 +143,9 @@ def test_a_shape_mismatch_names_the_variable_and_loads_nothing(authors) -> None:
 def test_missing_variables_are_reported_by_name(authors) -> None:
     model = M.build_resnet(10, blocks=(3, 4, 7, 3))
     with pytest.raises(ValueError, match=r"lacks 15 model variables: stages_2_block_6/"):
-        M.load_tf1_checkpoint(model, authors["dir"])
+        tf1_checkpoint.load_tf1_checkpoint(model, authors["dir"])
     with pytest.raises(FileNotFoundError, match="no checkpoint here"):
-        M.load_tf1_checkpoint(model, authors["dir"] / "nothing.ckpt")
+        tf1_checkpoint.load_tf1_checkpoint(model, authors["dir"] / "nothing.ckpt")
 
 
 def test_mixed_precision_keeps_float32_logits_and_variables() -> None:
@@ -157,11 +159,11 @@ def test_mixed_precision_keeps_float32_logits_and_variables() -> None:
 
 def test_a_profile_builds_its_model() -> None:
     params = load_params("smoke")
-    model = M.model_from_params(params.model, num_classes=6)
+    model = from_profile.resnet(params.model, num_classes=6)
     assert model.output.shape == (None, 6)
     assert model.get_layer("init.init_conv").filters == params.model.width
     with pytest.raises(ValueError, match="no class count"):
-        M.model_from_params(params.model)
+        from_profile.resnet(params.model)
 
 
 def test_bad_depth_and_blocks_are_refused() -> None:
@@ -173,19 +175,19 @@ def test_bad_depth_and_blocks_are_refused() -> None:
 
 def test_bn_momentum_deviation_reaches_every_batch_norm(tmp_path: Path) -> None:
     params = load_params("smoke").model  # the smoke profile sets a BN momentum of its own
-    model = M.model_from_params(params, num_classes=5, image_size=32)
+    model = from_profile.resnet(params, num_classes=5, image_size=32)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert bns and {layer.momentum for layer in bns} == {params.bn_momentum} != {M.BN_MOMENTUM}
+    assert bns and {layer.momentum for layer in bns} == {params.bn_momentum} != {facts.BN_MOMENTUM}
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     reloaded = [x for x in again.layers if isinstance(x, keras.layers.BatchNormalization)]
     assert {layer.momentum for layer in reloaded} == {params.bn_momentum}
-    paper = M.model_from_params(load_params("paper").model, num_classes=5, image_size=32)
+    paper = from_profile.resnet(load_params("paper").model, num_classes=5, image_size=32)
     assert {
         layer.momentum
         for layer in paper.layers
         if isinstance(layer, keras.layers.BatchNormalization)
-    } == {M.BN_MOMENTUM}
+    } == {facts.BN_MOMENTUM}
 
 
 # --- a head of another class count (the authors' users: [2048,1000] vs [2048,11166]) --------
@@ -201,7 +203,7 @@ def seven_classes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("seven")
     model = M.build_resnet(7, **SMALL)
     return {
-        "prefix": M.export_tf1_checkpoint(model, folder / "model.ckpt"),
+        "prefix": tf1_checkpoint.export_tf1_checkpoint(model, folder / "model.ckpt"),
         "keras": save_model(model, folder / "model.keras"),
         "features": int(model.get_layer("logits").kernel.shape[0]),
     }
@@ -211,7 +213,7 @@ def seven_classes(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_a_head_of_another_class_count_says_both_shapes_and_how_to_skip_it(
     seven_classes: dict, form: str
 ) -> None:
-    load = M.load_tf1_checkpoint if form == "prefix" else M.load_keras_weights
+    load = tf1_checkpoint.load_tf1_checkpoint if form == "prefix" else M.load_keras_weights
     source, features = seven_classes[form], seven_classes["features"]
     model = M.build_resnet(5, **SMALL)
     before = [w.numpy() for w in model.weights]
@@ -232,7 +234,7 @@ def test_a_head_of_another_class_count_says_both_shapes_and_how_to_skip_it(
 def test_a_body_mismatch_is_reported_before_the_head(seven_classes: dict) -> None:
     model = M.build_resnet(5, blocks=(1, 1, 1, 1), width=8)
     with pytest.raises(ValueError, match="'init/init_conv/conv2d/kernel' has shape") as raised:
-        M.load_tf1_checkpoint(model, seven_classes["prefix"])
+        tf1_checkpoint.load_tf1_checkpoint(model, seven_classes["prefix"])
     assert not isinstance(raised.value, M.LogitsMismatchError)
 
 

@@ -1,4 +1,4 @@
-"""The published numbers: every figure of DESIGN §3, each with its source."""
+"""The published numbers: every figure the study compares with, each with its source."""
 
 from __future__ import annotations
 

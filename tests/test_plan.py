@@ -10,20 +10,21 @@ import pytest
 
 from mlimages import cli
 from mlimages.config.params import load_params
+from mlimages.paper import facts
 from mlimages.train import plan
 
 
 def test_flops_match_published_counts() -> None:
     """He et al. (2016), Table 1: 3.8 / 7.6 / 11.3 GMACs (v1 layout); torchvision's v1.5 4.09."""
     gmacs = {
-        (depth, layout): plan.resnet_flops(plan.DEPTHS[depth], 64, 224, 1000, layout) / 2e9
+        (depth, layout): plan.resnet_flops(facts.DEPTHS[depth], 64, 224, 1000, layout) / 2e9
         for depth in (50, 101, 152)
         for layout in ("v1", "v1.5")
     }
     for depth, published in ((50, 3.8), (101, 7.6), (152, 11.3)):
         assert gmacs[(depth, "v1")] == pytest.approx(published, rel=0.02)
     assert gmacs[(50, "v1.5")] == pytest.approx(4.09, abs=0.005)
-    ours = plan.resnet_flops(plan.DEPTHS[101], 64, 224, 1000) / 2e9
+    ours = plan.resnet_flops(facts.DEPTHS[101], 64, 224, 1000) / 2e9
     # No max-pool: stage 0's first 1x1 conv runs at 112 px (4x its v1.5 cost), nothing else.
     assert ours - gmacs[(101, "v1.5")] == pytest.approx(64 * 64 * (112**2 - 56**2) / 1e9)
 
@@ -75,9 +76,9 @@ def test_plan_arithmetic() -> None:
 def test_gpu_table_rates_carry_over_by_flops() -> None:
     a100 = plan.GPUS["A100-80GB"]
     assert a100.measured and "DeepLearningExamples" in a100.source
-    r50 = plan.gpu_rate("A100-80GB", plan.DEPTHS[50], 64, 224, 1000)
+    r50 = plan.gpu_rate("A100-80GB", facts.DEPTHS[50], 64, 224, 1000)
     assert r50 == pytest.approx(a100.images_per_s * 4.09 / 4.089, rel=0.01)  # v1.5 vs ours
-    r101 = plan.gpu_rate("A100-80GB", plan.DEPTHS[101], 64, 224, 11166)
+    r101 = plan.gpu_rate("A100-80GB", facts.DEPTHS[101], 64, 224, 11166)
     assert r101 < r50 / 1.8
     assert all(g.source and 0 < g.scaling_8 <= 1 for g in plan.GPUS.values())
     eight = plan.plan(1000, 1, gpus=8)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from mlimages.config.params import load_params
+from mlimages.paper import facts
 from mlimages.paper import recipe as R
+from mlimages.train import from_profile
 
 
 @pytest.mark.parametrize(
@@ -48,10 +50,10 @@ def _probe_steps(boundaries: tuple[int, ...], top: int) -> list[int]:
 
 def test_tables_and_keras_schedules_equal_the_closed_forms() -> None:
     pre = R.pretrain_schedule(scale=0.5)
-    fine = R.finetune_schedule(R.FINETUNE_STEPS)
+    fine = R.finetune_schedule(facts.FINETUNE_STEPS)
     for table, closed, top in [
-        (pre, lambda s: R.pretrain_lr(s, scale=0.5), R.PAPER_STEPS + 10),
-        (fine, R.finetune_lr, R.FINETUNE_STEPS),
+        (pre, lambda s: R.pretrain_lr(s, scale=0.5), facts.PAPER_STEPS + 10),
+        (fine, R.finetune_lr, facts.FINETUNE_STEPS),
     ]:
         keras_schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
             list(table.boundaries), list(table.values)
@@ -71,12 +73,12 @@ def test_linear_scaling_with_the_global_batch() -> None:
 
 def test_profiles_schedules() -> None:
     paper = load_params("paper")
-    assert R.schedule_from_params(paper.schedule, 4096) == R.pretrain_schedule()
-    halved = R.schedule_from_params(paper.schedule, 2048)
+    assert from_profile.pretrain_schedule(paper.schedule, 4096) == R.pretrain_schedule()
+    halved = from_profile.pretrain_schedule(paper.schedule, 2048)
     assert halved(35_200) == pytest.approx(0.04)
     for profile in ("smoke", "default"):
         params = load_params(profile)
-        table = R.schedule_from_params(params.schedule, params.pretrain.global_batch)
+        table = from_profile.pretrain_schedule(params.schedule, params.pretrain.global_batch)
         assert table(0) > 0 and table(params.pretrain.steps) > 0
 
 

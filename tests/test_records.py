@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from mlimages import cli
-from mlimages.config.params import SynthParams, load_params
+from mlimages.config.params import load_params
+from mlimages.config.sections import SynthParams
 from mlimages.data.label_read import read_label_list
 from mlimages.data.label_table import LabelTable
 from mlimages.data.synthetic import ensure_miniature, mini_taxonomy

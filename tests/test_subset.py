@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlimages.cli import main
-from mlimages.config.params import SubsetParams
+from mlimages.config.sections import SubsetParams
 from mlimages.data import subset
 from mlimages.data.label_read import read_label_list
 from mlimages.data.label_table import LabelTable

@@ -23,7 +23,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
     import tensorflow as tf
 
-    from mlimages.paper.model import build_resnet, export_tf1_checkpoint
+    from mlimages.paper.model import build_resnet
+    from mlimages.paper.tf1_checkpoint import export_tf1_checkpoint
     from mlimages.train.engine import MODEL_FILE, save_model
 
     root = tmp_path_factory.mktemp("tagging")

@@ -88,7 +88,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
 
 
 def cmd_subset(args: argparse.Namespace) -> None:
-    from mlimages.config.params import SubsetParams
+    from mlimages.config.sections import SubsetParams
     from mlimages.data import subset
     from mlimages.data.label_read import read_label_list
 

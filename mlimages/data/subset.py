@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlimages.config.params import SubsetParams
+from mlimages.config.sections import SubsetParams
 from mlimages.data.label_table import LabelTable, label_stats
 from mlimages.data.taxonomy import Taxonomy
 

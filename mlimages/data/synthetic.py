@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from mlimages.config.params import SynthParams
+from mlimages.config.sections import SynthParams
 from mlimages.core.atomic import dumps_json, write_text_atomic
 from mlimages.core.progress import quiet
 from mlimages.data.appearance import Look, looks, sprite

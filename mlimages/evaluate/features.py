@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.config.params import EVAL_CROP_FRACTION
+from mlimages.paper.facts import EVAL_CROP_FRACTION
 
 
 def extract_features(

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages.config.params import EVAL_CROP_FRACTION
 from mlimages.core import metrics
 from mlimages.input.shard_index import SplitIndex
+from mlimages.paper.facts import EVAL_CROP_FRACTION
 
 RESULTS_CSV = "results.csv"  # notebook 05's table a checkpoint
 COLUMNS = ("ckpt", "seed", "model", "img_size", "top1", "top5", "images")

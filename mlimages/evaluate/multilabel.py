@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages.config.params import EVAL_CROP_FRACTION
 from mlimages.core import metrics, npy
 from mlimages.data.taxonomy import Taxonomy
 from mlimages.input.shard_index import SplitIndex
+from mlimages.paper.facts import EVAL_CROP_FRACTION
 
 COUNTS = ("images", "images_with_positives", "classes", "classes_with_positives")
 CURVE_THRESHOLDS = np.round(np.arange(1, 200) / 200, 3)  # 0.005 … 0.995 on sigmoid scores

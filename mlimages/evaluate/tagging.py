@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlimages.config.params import EVAL_CROP_FRACTION
 from mlimages.data.taxonomy import Taxonomy
+from mlimages.paper.facts import EVAL_CROP_FRACTION
 
 if TYPE_CHECKING:
     from mlimages.input.shard_index import SplitIndex

@@ -11,7 +11,8 @@ MERGE_VERB = "download merge"  # one parser name: `download`'s list argument is 
 
 def _download_params(args: argparse.Namespace):
     """The profile's `download` section with the command line's flags on top."""
-    from mlimages.config.params import DownloadParams, load_params
+    from mlimages.config.params import load_params
+    from mlimages.config.sections import DownloadParams
 
     params = load_params(args.params, args.overrides)
     flags = {

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from mlimages.config.params import DownloadParams, Params
+from mlimages.config.params import Params
+from mlimages.config.sections import DownloadParams
 from mlimages.core.atomic import write_json_atomic
 from mlimages.data import subset
 from mlimages.data.label_read import read_label_list

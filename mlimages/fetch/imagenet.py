@@ -15,7 +15,7 @@ import tarfile
 import threading
 from pathlib import Path
 
-from mlimages.config.params import DownloadParams
+from mlimages.config.sections import DownloadParams
 from mlimages.data.label_table import LabelTable
 from mlimages.fetch.fetcher import Fetched, FetchFailed, SourceError
 from mlimages.fetch.ingest import Summary, image_rules, ingest

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlimages.config.params import DownloadParams
+from mlimages.config.sections import DownloadParams
 from mlimages.core.progress import quiet, tqdm
 from mlimages.data.label_table import LabelTable
 from mlimages.fetch.fetcher import Fetched, FetchFailed, SourceError

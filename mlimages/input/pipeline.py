@@ -27,7 +27,6 @@ serves every resolution.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -38,21 +37,23 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mlimages.config.params import EVAL_CROP_FRACTION, PipelineParams
+from mlimages.config.sections import PipelineParams
 from mlimages.input.legacy_records import LEGACY_DENSE
 from mlimages.input.record_format import SPARSE
 from mlimages.input.record_reader import detect_schema, read_records
 from mlimages.input.shard_index import INDEX_NAME, SplitIndex
+from mlimages.paper.facts import (
+    ASPECT_RATIO_RANGE,
+    EVAL_CROP_FRACTION,
+    FINETUNE_CROP,
+    HUE_DELTA,
+    MAX_ANGLE,
+    PRETRAIN_CROP,
+)
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 MODES = (PRETRAIN, FINETUNE)
-ASPECT_RATIO_RANGE = (0.75, 1.33)
-CROP = {  # (min_object_covered, min area): train.py and finetune.py of the authors
-    PRETRAIN: (0.7, 0.7),
-    FINETUNE: (0.0, 0.05),
-}
-MAX_ANGLE = math.pi / 4
-HUE_DELTA = 0.2  # the authors' `random_hue` bound
+CROP = {PRETRAIN: PRETRAIN_CROP, FINETUNE: FINETUNE_CROP}  # (min_object_covered, min area)
 _WHOLE_IMAGE = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
 
 Source = SplitIndex | str | os.PathLike | Sequence[str | os.PathLike]

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlimages.config.params import Params, RecordsParams
+from mlimages.config.params import Params
+from mlimages.config.sections import RecordsParams
 from mlimages.core.atomic import atomic_path, write_json_atomic
 from mlimages.input.record_format import RecordError
 from mlimages.input.record_reader import verify

@@ -10,7 +10,7 @@ coefficient, computed from the streaks *after* this step's update, is
 - negative-only and selected:         -log10((8 + n_j) / 10) if above 0.01, else 0.001
 - negative-only and not selected:     0
 
-(the second is `max(., 0.001)` of the DESIGN for every integer streak), and the loss is
+(the second equals `max(., 0.001)` for every integer streak), and the loss is
 `sum_j coef_j * mean_batch(weighted_ce(logits, targets, pos_weight=12))`, targets equal to -1
 masked out. A positive batch resets `n_j` to 0; a negative-only batch resets `t_j` to 0 and
 adds 1 to `n_j` only when j is selected.
@@ -38,16 +38,25 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-PAPER_POS_WEIGHT = 12.0
-PAPER_MASK_THRES = 0.7
-PAPER_NEG_SELECT = 0.1  # the authors' example/train.sh; flags.py defaults to 0.3
-PAPER_SELECT_SEED = 1234  # flags.py `random_seed`, "for negative class selection"
-PAPER_WEIGHT_DECAY = 1e-4
-IGNORE_TARGET = -1.0  # the authors' `non_neg_mask`: a target of -1 contributes no loss
-ASL_GAMMA_NEG = 4.0  # the asymmetric loss's published defaults
-ASL_GAMMA_POS = 0.0
-ASL_CLIP = 0.05
-ASL_EPS = 1e-8  # the reference implementation's clamp of a probability before its log
+from mlimages.paper.facts import (
+    ASL_CLIP,
+    ASL_EPS,
+    ASL_GAMMA_NEG,
+    ASL_GAMMA_POS,
+    COEF_SCALE,
+    IGNORE_TARGET,
+    NEG_COEF_FLOOR,
+    NEG_COEF_THRESHOLD,
+    NEG_STREAK_OFFSET,
+    PAPER_CLASSES,
+    PAPER_MASK_THRES,
+    PAPER_NEG_SELECT,
+    PAPER_POS_WEIGHT,
+    PAPER_SELECT_SEED,
+    PAPER_WEIGHT_DECAY,
+    POS_COEF_FLOOR,
+    POS_STREAK_OFFSET,
+)
 
 
 class StreakCounters(tf.Module):
@@ -106,7 +115,7 @@ def global_positive_mask(targets: tf.Tensor, mask_thres: float = PAPER_MASK_THRE
 def negative_selection(
     step: tf.Tensor | int,
     seed: int = PAPER_SELECT_SEED,
-    num_classes: int = 11166,
+    num_classes: int = PAPER_CLASSES,
     neg_select: float = PAPER_NEG_SELECT,
 ) -> tf.Tensor:
     """[C] bool: the classes drawn this step, `uniform <= neg_select` as the authors draw.
@@ -137,10 +146,11 @@ def class_coefficients(
     if update:
         t.assign(new_t)
         n.assign(new_n)
-    pos_coef = -tf.math.log((0.01 + new_t) / 10.0) / tf.math.log(10.0)
-    pos_coef = tf.where(pos_coef > 0.01, pos_coef, 0.01) * pos
-    neg_coef = -tf.math.log((8.0 + new_n) / 10.0) / tf.math.log(10.0)
-    neg_coef = tf.where(neg_coef > 0.01, neg_coef, 0.001) * (neg * sel)
+    log10 = tf.math.log(10.0)
+    pos_coef = -tf.math.log((POS_STREAK_OFFSET + new_t) / COEF_SCALE) / log10
+    pos_coef = tf.where(pos_coef > POS_COEF_FLOOR, pos_coef, POS_COEF_FLOOR) * pos
+    neg_coef = -tf.math.log((NEG_STREAK_OFFSET + new_n) / COEF_SCALE) / log10
+    neg_coef = tf.where(neg_coef > NEG_COEF_THRESHOLD, neg_coef, NEG_COEF_FLOOR) * (neg * sel)
     return pos_coef + neg_coef
 
 

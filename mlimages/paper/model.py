@@ -11,7 +11,7 @@ PyTorch backends. PyTorch forbids `.` in names, so there (and in the files `conv
 writes for every backend) `-` joins the scopes instead. Reading and writing the authors' TF1
 checkpoints needs TensorFlow: `mlimages.paper.tf1_checkpoint`.
 
-Architecture (DESIGN §3): stem = pad 3, 7x7/2 conv, 64 filters, nothing after it (no BN, ReLU
+Architecture: stem = pad 3, 7x7/2 conv, 64 filters, nothing after it (no BN, ReLU
 or max-pool); bottleneck blocks are pre-activation (BN-ReLU before every conv); the first block
 of every stage, stage 0 included, has stride 2 on its 3x3 conv and a BN-ReLU-1x1 projection
 shortcut; stride-2 convs pad `(k-1)//2` before and the rest after, then run VALID, stride-1
@@ -29,12 +29,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mlimages.config.params import ModelParams
+from mlimages.paper.facts import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    DEPTHS,
+    PAPER_DEPTH,
+    PAPER_WIDTH,
+    model_name,
+)
 
-DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-PAPER_WIDTH = 64
-BN_MOMENTUM = 0.997
-BN_EPSILON = 1e-5
 FEATURES_LAYER = "global_pool.mean"
 LOGITS_LAYER = "logits"
 # PyTorch refuses `.` in parameter names, so under its backend, and in the `.keras` files that
@@ -89,7 +92,7 @@ def gpu_visible() -> bool:
 
 def build_resnet(
     num_classes: int,
-    depth: int | None = 101,
+    depth: int | None = PAPER_DEPTH,
     *,
     blocks: Sequence[int] | None = None,
     width: int = PAPER_WIDTH,
@@ -105,6 +108,7 @@ def build_resnet(
     a Keras dtype policy such as `mixed_float16`; the logits layer always computes in float32
     so the loss sees float32 logits. `separator` joins the scopes of a layer name: `.` by
     default, `-` under PyTorch (which refuses `.`) and for files meant for every backend.
+    The default `name` leaves the width out (`model_name`).
     """
     sep = separator or default_separator()
     if sep not in SEPARATORS:
@@ -124,28 +128,8 @@ def build_resnet(
     feat = keras.layers.GlobalAveragePooling2D(name=features, dtype=dtype)(x)
     logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER, dtype="float32")(feat)
     if name is None:
-        name = f"resnet{depth}" if blocks is None else "resnet_" + "_".join(map(str, counts))
+        name = model_name(depth, None if blocks is None else counts)
     return keras.Model(images, logits, name=name)
-
-
-def model_from_params(
-    params: ModelParams, num_classes: int | None = None, image_size: int | None = None
-) -> keras.Model:
-    """A profile's `model` section built; `num_classes` fills in when the section leaves it
-    None (the dataset's count)."""
-    classes = params.num_classes or num_classes
-    if classes is None:
-        raise ValueError("model.num_classes is None and no class count was given")
-    model = build_resnet(
-        classes,
-        params.depth,
-        blocks=params.blocks,
-        width=params.width,
-        image_size=image_size,
-        dtype=dtype_policy(params.mixed_precision),
-    )
-    set_bn_momentum(model, params.bn_momentum)
-    return model
 
 
 def default_separator() -> str:
@@ -394,16 +378,3 @@ def summary(model: keras.Model) -> dict[str, int]:
         "tf1_variables": len(tf1),
         "tf1_floats": int(sum(np.prod(v.shape) for v in tf1.values())),
     }
-
-
-# The TF1 checkpoint functions need TensorFlow: they live in `mlimages.paper.tf1_checkpoint` and are
-# still reachable here under their old names, imported only when asked for.
-_TF1_CHECKPOINT_NAMES = ("load_tf1_checkpoint", "export_tf1_checkpoint", "convert_tf1")
-
-
-def __getattr__(name: str):
-    if name in _TF1_CHECKPOINT_NAMES:
-        from mlimages.paper import tf1_checkpoint
-
-        return getattr(tf1_checkpoint, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

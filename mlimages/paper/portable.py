@@ -22,12 +22,19 @@ import keras
 import numpy as np
 from keras import ops
 
-# `mlimages.paper.loss`'s constants (that module needs TensorFlow); tests/test_portable.py checks
-# that they agree.
-PAPER_POS_WEIGHT = 12.0
-PAPER_MASK_THRES = 0.7
-PAPER_NEG_SELECT = 0.1
-IGNORE_TARGET = -1.0
+from mlimages.paper.facts import (
+    COEF_SCALE,
+    IGNORE_TARGET,
+    NEG_COEF_FLOOR,
+    NEG_COEF_THRESHOLD,
+    NEG_STREAK_OFFSET,
+    PAPER_MASK_THRES,
+    PAPER_NEG_SELECT,
+    PAPER_POS_WEIGHT,
+    POS_COEF_FLOOR,
+    POS_STREAK_OFFSET,
+)
+
 Tensor = object  # a backend tensor (tf.Tensor, jax.Array, torch.Tensor) or a keras.Variable
 
 
@@ -58,10 +65,10 @@ def class_coefficients(
     new_t = t + pos - t * neg
     new_n = n + neg * sel - n * pos
     log10 = float(np.log(10.0))
-    pos_coef = -ops.log((0.01 + new_t) / 10.0) / log10
-    pos_coef = ops.where(pos_coef > 0.01, pos_coef, 0.01) * pos
-    neg_coef = -ops.log((8.0 + new_n) / 10.0) / log10
-    neg_coef = ops.where(neg_coef > 0.01, neg_coef, 0.001) * (neg * sel)
+    pos_coef = -ops.log((POS_STREAK_OFFSET + new_t) / COEF_SCALE) / log10
+    pos_coef = ops.where(pos_coef > POS_COEF_FLOOR, pos_coef, POS_COEF_FLOOR) * pos
+    neg_coef = -ops.log((NEG_STREAK_OFFSET + new_n) / COEF_SCALE) / log10
+    neg_coef = ops.where(neg_coef > NEG_COEF_THRESHOLD, neg_coef, NEG_COEF_FLOOR) * (neg * sel)
     return pos_coef + neg_coef, new_t, new_n
 
 

@@ -22,27 +22,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mlimages.config.params import ScheduleParams
-
-PAPER_MOMENTUM = 0.9
-# Pretraining, example/train.sh; the real run used a global batch of 4,096 (DESIGN §3).
-PAPER_LR = 0.08
-PAPER_DECAY_STEPS = 110_000
-PAPER_DECAY_FACTOR = 0.1
-PAPER_NUM_DECAYS = 4  # train.py: boundaries at lr_decay_step x [1, 2, 3, 4]
-PAPER_WARMUP_LR = 0.01
-PAPER_WARMUP_STEPS = 35_200
-PAPER_WARMUP_INTERVAL = 4_400
-PAPER_WARMUP_FACTOR = 1.297
-PAPER_STEPS = 440_000
-PAPER_GLOBAL_BATCH = 4_096
-# Fine-tuning, example/finetune.sh: 4 GPUs x 64 images.
-FINETUNE_LR = 0.1
-FINETUNE_DECAY_STEPS = 150_000
-FINETUNE_DECAY_AT = (0.25, 0.5, 0.75)  # 150k, 300k and 450k of 600k steps
-FINETUNE_DECAY_FACTOR = 0.1
-FINETUNE_STEPS = 600_000
-FINETUNE_GLOBAL_BATCH = 256
+from mlimages.paper.facts import (
+    FINETUNE_DECAY_AT,
+    FINETUNE_DECAY_FACTOR,
+    FINETUNE_LR,
+    FINETUNE_STEPS,
+    PAPER_DECAY_FACTOR,
+    PAPER_DECAY_STEPS,
+    PAPER_LR,
+    PAPER_NUM_DECAYS,
+    PAPER_WARMUP_FACTOR,
+    PAPER_WARMUP_INTERVAL,
+    PAPER_WARMUP_LR,
+    PAPER_WARMUP_STEPS,
+)
 
 
 def lr_scale(global_batch: int, reference_batch: int | None) -> float:
@@ -182,18 +175,3 @@ def finetune_schedule(
         finetune_lr(s, steps, lr, decay_at, decay_factor, warmup_fraction, scale) for s in starts
     )
     return Schedule(boundaries, values)
-
-
-def schedule_from_params(schedule: ScheduleParams, global_batch: int) -> Schedule:
-    """The pretraining table of a profile's `schedule` section, scaled to `global_batch`."""
-    return pretrain_schedule(
-        lr=schedule.lr,
-        decay_steps=schedule.decay_steps,
-        decay_factor=schedule.decay_factor,
-        num_decays=schedule.num_decays,
-        warmup_lr=schedule.warmup_lr,
-        warmup_steps=schedule.warmup_steps,
-        warmup_interval=schedule.warmup_interval,
-        warmup_factor=schedule.warmup_factor,
-        scale=lr_scale(global_batch, schedule.reference_batch),
-    )

@@ -17,8 +17,8 @@ import keras
 import tensorflow as tf
 
 from mlimages.core.atomic import write_text_atomic
+from mlimages.paper.facts import PAPER_WIDTH
 from mlimages.paper.model import (
-    PAPER_WIDTH,
     PORTABLE_SEPARATOR,
     LoadReport,
     assign_by_name,

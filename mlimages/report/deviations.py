@@ -17,6 +17,7 @@ import pandas as pd
 
 from mlimages.config.params import Params, find_profile, load_params
 from mlimages.core.fingerprint import flatten
+from mlimages.paper import facts
 from mlimages.report.paper_comparison import read_json
 from mlimages.report.text_tables import markdown_table
 from mlimages.train import plan
@@ -65,7 +66,7 @@ def deviations(params: Params, results: pd.DataFrame) -> pd.DataFrame:
         or (plan.mini_classes() if params.data.uses_miniature else "?")
     )
     p, m, s, f = params.pretrain, params.model, params.schedule, params.finetune
-    blocks = list(m.blocks) if m.blocks else list(plan.DEPTHS[m.depth])
+    blocks = list(m.blocks) if m.blocks else list(facts.DEPTHS[m.depth])
     epochs = p.steps * p.global_batch / images
     param_count = float(results["param_count"].iloc[0]) if len(results) else None  # millions
     eval_sizes = sorted(int(x) for x in results["img_size"].unique())
@@ -81,7 +82,7 @@ def deviations(params: Params, results: pd.DataFrame) -> pd.DataFrame:
     )
     hue_paper = load_params(find_profile("paper")).pipeline.hue_delta
     rows = [
-        ("data size", f"{plan.PAPER_IMAGES:,} images, {plan.PAPER_CLASSES:,} classes",
+        ("data size", f"{facts.PAPER_IMAGES:,} images, {facts.PAPER_CLASSES:,} classes",
          f"{images:,} images, {classes} classes",
          "the miniature is what 2 CPU cores can train in minutes (DESIGN §5)"),
         ("target task", "ImageNet-1k: 1.28M train / 50,000 val images, 1,000 classes", target,
@@ -95,8 +96,8 @@ def deviations(params: Params, results: pd.DataFrame) -> pd.DataFrame:
          f"blocks {blocks}, width {m.width}"
          + (f", {param_count:.2f}M parameters" if param_count else ""),
          "the same architecture, shallower and narrower"),
-        ("pretraining length", f"{plan.PAPER_EPOCHS} epochs at a global batch of "
-         f"{plan.PAPER_GLOBAL_BATCH:,} (the authors' script: {plan.PAPER_SCRIPT_STEPS:,} steps)",
+        ("pretraining length", f"{facts.PAPER_EPOCHS} epochs at a global batch of "
+         f"{facts.PAPER_GLOBAL_BATCH:,} (the authors' script: {facts.PAPER_STEPS:,} steps)",
          f"{p.steps:,} steps at a global batch of {p.global_batch} = {epochs:.1f} epochs", ""),
         ("learning-rate schedule", "0.01 x1.297 every 4,400 steps to 0.08 at 35,200, then x0.1 "
          "every 110k steps",
@@ -139,7 +140,7 @@ def deviations(params: Params, results: pd.DataFrame) -> pd.DataFrame:
          if params.pipeline.hue_delta != hue_paper else ""),
         ("batch-norm momentum", "0.997", _bn_momentum(params), ""),
         ("runs", "one run a checkpoint", f"{seeds} seeds a checkpoint (mean ± sd)", ""),
-        ("hardware", f"{plan.PAPER_GPUS} GPUs, {plan.PAPER_HOURS:.0f} hours (TFplus)",
+        ("hardware", f"{facts.PAPER_GPUS} GPUs, {facts.PAPER_HOURS:.0f} hours (TFplus)",
          f"{os.cpu_count()} CPU cores ({platform.machine()}), TensorFlow {_tf_version()}",
          "a laptop-sized study; see the planner for what the full run costs now"),
     ]  # fmt: skip
@@ -166,14 +167,12 @@ def _differs(paper_text: str, ours_text: str) -> bool:
 def _bn_momentum(params: Params) -> str:
     """The profile's BN momentum where a section sets one.
 
-    Else mlimages.paper.model's (the paper's)."""
+    Else the paper's."""
     flat = flatten(params.model_dump(mode="json"))
     keys = [k for k in flat if "bn" in k and "momentum" in k]
     if keys:
         return ", ".join(f"{flat[k]} ({k})" for k in keys)
-    from mlimages.paper.model import BN_MOMENTUM
-
-    return f"{BN_MOMENTUM}"
+    return f"{facts.BN_MOMENTUM}"
 
 
 def _tf_version() -> str:
@@ -224,8 +223,8 @@ def plans(params: Params) -> pd.DataFrame:
     for count in pp.gpu_counts:
         rows.append(
             plan.plan(
-                plan.PAPER_IMAGES,
-                plan.PAPER_EPOCHS,
+                facts.PAPER_IMAGES,
+                facts.PAPER_EPOCHS,
                 depth=101,
                 gpu=pp.gpu,
                 gpus=count,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages.config.params import PipelineParams
+from mlimages.config.sections import PipelineParams
 from mlimages.core.atomic import write_json_atomic
 from mlimages.input.legacy_records import LEGACY_DENSE
 from mlimages.input.record_format import label_features

@@ -47,6 +47,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
+    from mlimages.paper.facts import ORIGINAL_BYTES
     from mlimages.train import plan
 
     if args.paper:
@@ -86,7 +87,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
         scaling=args.scaling,
         bytes_per_image=per_image,
         max_side=args.max_side,
-        bytes_per_original=original or plan.ORIGINAL_BYTES,
+        bytes_per_original=original or ORIGINAL_BYTES,
         download_mbit_per_s=args.mbit_per_s or 1000.0,
         price_per_gpu_hour=args.price,
     )

@@ -29,10 +29,11 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlimages.config.params import CheckpointSetting, FinetuneParams, ModelParams, Params
+from mlimages.config.params import Params
+from mlimages.config.training import CheckpointSetting, FinetuneParams
 from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic, write_text_atomic
-from mlimages.paper.facts import PAPER_SIZES, paper_accuracy
+from mlimages.paper.facts import PAPER_SIZES, model_name, paper_accuracy
 from mlimages.train import finetune_task
 from mlimages.train.launch import follow as follow_run
 from mlimages.train.launch import start, verb_command
@@ -96,12 +97,6 @@ def train_sizes_label(schedule: list[tuple[int, int, int]]) -> str:
 def eval_sizes(f: FinetuneParams) -> list[int]:
     """Every run is evaluated at both sizes (the paper's @224 and @299 columns)."""
     return sorted({f.base_size, f.large_size})
-
-
-def model_name(m: ModelParams) -> str:
-    """`resnet101`, or `resnet_1_1_1_1_w16` for the reduced variants of the mini study."""
-    name = f"resnet{m.depth}" if m.blocks is None else "resnet_" + "_".join(map(str, m.blocks))
-    return name if m.width == 64 else f"{name}_w{m.width}"
 
 
 def ckpt_dir(params: Params, ckpt: int) -> Path:
@@ -238,7 +233,7 @@ def run_seed(
                 "ckpt": ckpt,
                 "setting": chosen.setting,
                 "seed": seed,
-                "model": model_name(params.model),
+                "model": model_name(params.model.depth, params.model.blocks, params.model.width),
                 "img_size": size,
                 "top1": round(top1, 3),
                 "top5": round(top5, 3),
@@ -309,7 +304,7 @@ def collect(params: Params, ckpt: int) -> dict[str, Any]:
     metrics = {
         "ckpt": ckpt,
         "setting": chosen.setting,
-        "model": model_name(params.model),
+        "model": model_name(params.model.depth, params.model.blocks, params.model.width),
         "train_sizes": train_sizes_label(schedule),
         "schedule": [{"first_step": a, "end_step": b, "image_size": s} for a, b, s in schedule],
         "steps": params.finetune.steps,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlimages.config.params import CheckpointSetting, FinetuneParams, ModelParams, PipelineParams
+from mlimages.config.sections import PipelineParams
+from mlimages.config.training import CheckpointSetting, FinetuneParams, ModelParams
 from mlimages.core.atomic import write_json_atomic
 
 if TYPE_CHECKING:
@@ -32,10 +33,11 @@ def build_model(
     changes it), and the setting's frozen layers (`freeze_stages`: FixBlock2 on a pretrained
     start): frozen layers get `trainable = False`, so the engine does not train them and
     Keras 3 runs their BN in inference mode (statistics frozen too)."""
-    from mlimages.paper.model import LOGITS_LAYER, model_from_params
+    from mlimages.paper.model import LOGITS_LAYER
+    from mlimages.train import from_profile
 
     # The target task's head, whatever class count the profile gives the pretraining model.
-    model = model_from_params(model_params.model_copy(update={"num_classes": None}), num_classes)
+    model = from_profile.resnet(model_params.model_copy(update={"num_classes": None}), num_classes)
     for layer in model.layers:
         if chosen.linear_probe:
             layer.trainable = layer.name == LOGITS_LAYER

@@ -1,8 +1,7 @@
 """Size a run before starting it: disk, download time, GPU-hours, wall time and cost.
 
-The earlier re-implementation of the paper could not size its run until it had failed on it
-(about 2 MB an original image, over 1,000 GPU-hours). The planner does the arithmetic up
-front from four kinds of input:
+The earlier re-implementation of the paper could not size its run until it had failed on it.
+The planner does the arithmetic up front from four kinds of input:
 
 - training FLOPs per image, counted analytically for the paper's ResNet (`resnet_flops`,
   2 FLOPs a multiply-add over convolutions and the dense layer; a training step is taken as
@@ -28,20 +27,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlimages.config.params import Params
+from mlimages.paper.facts import (
+    BASE_SIZE,
+    DEPTHS,
+    ORIGINAL_BYTES,
+    PAPER_CLASSES,
+    PAPER_DEPTH,
+    PAPER_EPOCHS,
+    PAPER_GLOBAL_BATCH,
+    PAPER_GPUS,
+    PAPER_HOURS,
+    PAPER_IMAGES,
+    PAPER_STEPS,
+    PAPER_WIDTH,
+    model_name,
+)
 
 Layout = Literal["mlimages", "v1", "v1.5"]
-DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 TRAIN_PASSES = 3  # forward + backward (about twice the forward's FLOPs)
-
-# The authors' run, as the paper states it (DESIGN §3).
-PAPER_IMAGES = 17_609_752
-PAPER_EPOCHS = 60
-PAPER_GPUS = 128
-PAPER_HOURS = 90.0
-PAPER_GLOBAL_BATCH = 4096
-PAPER_SCRIPT_STEPS = 440_000  # example/train.sh MAXIER
-PAPER_CLASSES = 11_166
-ORIGINAL_BYTES = 2_000_000  # "about 2 MB an original image, 500 images a GB" (DESIGN §1)
 
 
 def _out(size: int, stride: int) -> int:
@@ -51,8 +54,8 @@ def _out(size: int, stride: int) -> int:
 
 def resnet_flops(
     blocks: Sequence[int],
-    width: int = 64,
-    image_size: int = 224,
+    width: int = PAPER_WIDTH,
+    image_size: int = BASE_SIZE,
     num_classes: int = 1000,
     layout: Layout = "mlimages",
 ) -> int:
@@ -276,21 +279,14 @@ class Plan:
         }
 
 
-def model_name(blocks: Sequence[int], width: int) -> str:
-    for depth, counts in DEPTHS.items():
-        if tuple(blocks) == counts and width == 64:
-            return f"ResNet-{depth}"
-    return "resnet_" + "_".join(map(str, blocks)) + f"_w{width}"
-
-
 def plan(
     images: int,
     epochs: float,
     *,
-    depth: int | None = 101,
+    depth: int | None = PAPER_DEPTH,
     blocks: Sequence[int] | None = None,
-    width: int = 64,
-    image_size: int = 224,
+    width: int = PAPER_WIDTH,
+    image_size: int = BASE_SIZE,
     num_classes: int = PAPER_CLASSES,
     gpu: str = "A100-80GB",
     gpus: int = 1,
@@ -320,7 +316,7 @@ def plan(
         rate = float(images_per_s)
     if scaling is None:
         scaling = 1.0 if gpus == 1 or images_per_s is not None else find_gpu(gpu).scaling_8
-    name = model_name(counts, width)
+    name = model_name(None, counts, width, paper_spelling=True)
     return Plan(
         label=label or f"{gpus} x {gpu}",
         images=int(images),
@@ -351,8 +347,8 @@ def paper_run(price_per_gpu_hour: float | None = None, download_mbit_per_s: floa
     return plan(
         PAPER_IMAGES,
         PAPER_EPOCHS,
-        depth=101,
-        image_size=224,
+        depth=PAPER_DEPTH,
+        image_size=BASE_SIZE,
         num_classes=PAPER_CLASSES,
         gpu="paper's (not named)",
         gpus=PAPER_GPUS,
@@ -374,20 +370,21 @@ def paper_arithmetic() -> list[str]:
     lines = [
         f"images seen = {PAPER_IMAGES:,} images x {PAPER_EPOCHS} epochs = {seen:,}",
         f"steps at a global batch of {PAPER_GLOBAL_BATCH:,} = {seen / PAPER_GLOBAL_BATCH:,.0f} "
-        f"(the authors' script's {PAPER_SCRIPT_STEPS:,} steps of {PAPER_GLOBAL_BATCH:,} would be "
-        f"{PAPER_SCRIPT_STEPS * PAPER_GLOBAL_BATCH / PAPER_IMAGES:.0f} epochs)",
+        f"(the authors' script's {PAPER_STEPS:,} steps of {PAPER_GLOBAL_BATCH:,} would be "
+        f"{PAPER_STEPS * PAPER_GLOBAL_BATCH / PAPER_IMAGES:.0f} epochs)",
         f"rate = {seen:,} / ({PAPER_HOURS:.0f} h x 3,600 s) = {seen / seconds:,.0f} images/s "
         f"in all = {paper_rate():.1f} images/s a GPU over {PAPER_GPUS} GPUs",
         f"planner: {seen:,} / ({PAPER_GPUS} GPUs x {paper_rate():.1f} images/s) / 3,600 "
         f"= {run.wall_hours:.1f} h wall, {run.gpu_hours:,.0f} GPU-hours",
         f"compute: ResNet-101 at 224 with {PAPER_CLASSES:,} classes = "
-        f"{resnet_flops(DEPTHS[101], 64, 224, PAPER_CLASSES) / 1e9:.2f} GFLOPs forward, "
+        f"{resnet_flops(DEPTHS[PAPER_DEPTH], PAPER_WIDTH, BASE_SIZE, PAPER_CLASSES) / 1e9:.2f} "
+        "GFLOPs forward, "
         f"x {TRAIN_PASSES} = {flops:.1f} GFLOPs a training image; x {seen:,} = "
         f"{flops * seen / 1e9:.2f} EFLOPs; {run.sustained_tflops_per_gpu:.2f} TFLOP/s "
         "sustained a GPU",
     ]
     for name in ("K80", "P100"):
-        rate = gpu_rate(name, DEPTHS[101], 64, 224, PAPER_CLASSES)
+        rate = gpu_rate(name, DEPTHS[PAPER_DEPTH], PAPER_WIDTH, BASE_SIZE, PAPER_CLASSES)
         hours = seen / (PAPER_GPUS * rate * GPUS[name].scaling_8) / 3600
         lines.append(
             f"{name}: {GPUS[name].images_per_s:g} images/s measured on {GPUS[name].reference} "
@@ -408,7 +405,7 @@ def profile_images(params: Params) -> int:
     if params.data.uses_miniature:
         available = params.synth.num_train
     else:
-        available = PAPER_IMAGES  # the full training list (DESIGN §3)
+        available = PAPER_IMAGES  # the full training list
     limits = [available] + ([params.subset.max_images] if params.subset.max_images else [])
     if params.subset.max_gb:
         limits.append(int(params.subset.max_gb * 1e9 // _stored_bytes(params)[0]))

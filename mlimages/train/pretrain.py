@@ -13,14 +13,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlimages.config.params import (
-    LossParams,
-    ModelParams,
-    Params,
-    PipelineParams,
-    PretrainParams,
-    ScheduleParams,
-)
+from mlimages.config.params import Params
+from mlimages.config.sections import PipelineParams
+from mlimages.config.training import LossParams, ModelParams, PretrainParams, ScheduleParams
 from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic
 from mlimages.train.launch import follow as follow_run
@@ -35,9 +30,9 @@ HELD_OUT_FILE = "held_out.json"  # what `pretrain.hold_out_novel` removed from t
 
 
 def build_model(model_params: ModelParams, num_classes: int, image_size: int):
-    from mlimages.paper.model import model_from_params
+    from mlimages.train import from_profile
 
-    return model_from_params(model_params, num_classes, image_size)
+    return from_profile.resnet(model_params, num_classes, image_size)
 
 
 def held_out_classes(params: Params) -> list[int]:
@@ -130,7 +125,7 @@ def build_task(
     """The pretraining `TrainTask` on `train_index` (P/R@k on `val_index` when given): the
     model, the loss options and the authors' schedule, without the `exclude` classes."""
     from mlimages.input import pipeline
-    from mlimages.paper.recipe import schedule_from_params
+    from mlimages.train import from_profile
     from mlimages.train.engine import TrainTask
 
     num_classes = train_index.num_classes
@@ -156,7 +151,7 @@ def build_task(
         num_classes=num_classes,
         steps=p.steps,
         global_batch=p.global_batch,
-        learning_rate=schedule_from_params(schedule, p.global_batch),
+        learning_rate=from_profile.pretrain_schedule(schedule, p.global_batch),
         momentum=schedule.momentum,
         weight_decay=loss.weight_decay,
         checkpoint_every=p.checkpoint_every,
