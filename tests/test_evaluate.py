@@ -22,8 +22,9 @@ TARGET_CLASSES = 4  # the smoke profile's synth.target_classes
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory):
     """The smoke profile's validation records and a stand-in pretraining model."""
+    from mlimages.config.layout import MODEL_FILE
     from mlimages.paper.model import build_resnet
-    from mlimages.train.engine import MODEL_FILE, save_model
+    from mlimages.train.engine import save_model
 
     runs = tmp_path_factory.mktemp("runs")
     mp = pytest.MonkeyPatch()
@@ -62,9 +63,10 @@ def _independent_scores(params, model_path: Path, size: int, mode: str):
 def test_stage_matches_sklearn_and_brute_force(smoke) -> None:
     from sklearn.metrics import average_precision_score
 
+    from mlimages.config.layout import MODEL_FILE
     from mlimages.input.pipeline import FINETUNE, PRETRAIN
     from mlimages.paper.model import build_resnet
-    from mlimages.train.engine import MODEL_FILE, save_model
+    from mlimages.train.engine import save_model
 
     params = smoke
     out = params.run_dir / checkpoints.STAGE

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mlimages import cli
+from mlimages.config import layout
 from mlimages.config.params import load_params
 from mlimages.train import finetune, finetune_task
 
@@ -25,7 +26,7 @@ def smoke_runs(smoke_stages: Path) -> Path:
 
     params = load_params("smoke")
     pretrained = build_resnet(11, blocks=[1, 1, 1, 1], width=8)  # any head: it is not loaded
-    save_model(pretrained, params.stage_dir("pretrain") / finetune.MODEL_FILE)
+    save_model(pretrained, params.stage_dir("pretrain") / layout.MODEL_FILE)
     return smoke_stages
 
 

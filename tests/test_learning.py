@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mlimages.config import layout
 from mlimages.config.params import load_params
 from mlimages.evaluate import multilabel
 from mlimages.input import records
@@ -54,7 +55,7 @@ def test_pretraining_beats_the_class_prior(learnt, tmp_path: Path) -> None:
     import keras
 
     params, _ = learnt
-    model = keras.models.load_model(params.run_dir / "pretrain" / finetune.MODEL_FILE)
+    model = keras.models.load_model(params.run_dir / "pretrain" / layout.MODEL_FILE)
     val = records.split_index(params.run_dir, "val")
     ours = multilabel.evaluate_multilabel(model, val, params.pretrain.image_size, tmp_path)
     prior = multilabel.class_prior(records.split_index(params.run_dir, "train"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlimages.cli import main
-from mlimages.config import preflight
+from mlimages.config import layout, preflight
 from mlimages.config.params import load_params
 from mlimages.core import progress
 
@@ -38,7 +38,7 @@ def test_paper_names_its_missing_target_task(capsys) -> None:
     assert TARGET_TASK | {"data.train_list", "download.imagenet_root"} <= keys
     assert "data.dictionary" not in keys, "a URL is only checked for syntax (no network)"
     for missing in result["missing"]:
-        assert missing["stage"] in preflight.STAGES and "does not exist" in missing["why"]
+        assert missing["stage"] in layout.STAGES and "does not exist" in missing["why"]
     assert main(["params", "check", "--params", "paper"]) == 1
     text = capsys.readouterr().out
     assert "[records] records.target_dictionary:" in text and "data/imagenet" in text

@@ -23,9 +23,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
     import tensorflow as tf
 
+    from mlimages.config.layout import MODEL_FILE
     from mlimages.paper.model import build_resnet
     from mlimages.paper.tf1_checkpoint import export_tf1_checkpoint
-    from mlimages.train.engine import MODEL_FILE, save_model
+    from mlimages.train.engine import save_model
 
     root = tmp_path_factory.mktemp("tagging")
     taxonomy = mini_taxonomy()

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 
 # Study stages in notebook order; a notebook `NN_*.ipynb` runs stage NOTEBOOK_STAGES[NN].
-STAGES = ("explore", "download", "records", "pretrain", "finetune", "evaluate", "report")
-NOTEBOOK_STAGES = {f"{i:02d}": stage for i, stage in enumerate(STAGES, start=1)}
+NOTEBOOK_STAGES = {f"{i:02d}": stage for i, stage in enumerate(layout.STAGES, start=1)}
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,17 @@ def stages_of(notebook_names: list[str]) -> list[str]:
     """The stages a set of notebooks runs (by their number); every stage if one is unknown."""
     found = [NOTEBOOK_STAGES.get(name[:2]) for name in notebook_names]
     if not found or any(stage is None for stage in found):
-        return list(STAGES)
-    return [stage for stage in STAGES if stage in found]
+        return list(layout.STAGES)
+    return [stage for stage in layout.STAGES if stage in found]
 
 
 def check(params: Params, stages: list[str] | None = None) -> Preflight:
     """Every missing input of `stages` (default: all), each key once, at the first stage
     that reads it."""
-    wanted = list(STAGES) if stages is None else list(stages)
-    unknown = [s for s in wanted if s not in STAGES]
+    wanted = list(layout.STAGES) if stages is None else list(stages)
+    unknown = [s for s in wanted if s not in layout.STAGES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
+        raise ValueError(f"unknown stage(s) {unknown}; expected some of {', '.join(layout.STAGES)}")
     result = Preflight(params.profile)
     seen: set[str] = set()
     for stage, key, why in _problems(params):
@@ -97,7 +97,7 @@ def _problems(params: Params) -> list[tuple[str, str, str]]:
             found.append((stage, key, why))
 
     if not data.uses_miniature:
-        for stage in ("explore", "download"):  # notebook 01 reads no validation list
+        for stage in (layout.EXPLORE, layout.DOWNLOAD):  # notebook 01 reads no validation list
             if data.dictionary is not None:
                 add(stage, "data.dictionary", _dictionary(params, data.dictionary))
             if data.train_list is None:
@@ -105,12 +105,12 @@ def _problems(params: Params) -> list[tuple[str, str, str]]:
             else:
                 add(stage, "data.train_list", _local_file(params, data.train_list, "label list"))
         if data.val_list is not None:
-            add("download", "data.val_list", _local_file(params, data.val_list, "label list"))
+            add(layout.DOWNLOAD, "data.val_list", _local_file(params, data.val_list, "label list"))
         if d.file_root is not None:
-            add("download", "download.file_root", _folder(params, d.file_root, "file:// root"))
+            add(layout.DOWNLOAD, "download.file_root", _folder(params, d.file_root, "file:// root"))
         if d.imagenet_root is not None:
             add(
-                "download",
+                layout.DOWNLOAD,
                 "download.imagenet_root",
                 _folder(params, d.imagenet_root, "ImageNet tree or folder of <wnid>.tar files"),
             )
@@ -121,15 +121,15 @@ def _problems(params: Params) -> list[tuple[str, str, str]]:
         if getattr(d, listed) is None:
             continue
         what = "ImageNet-id-keyed label list"
-        add("download", f"download.{listed}", _local_file(params, getattr(d, listed), what))
+        add(layout.DOWNLOAD, f"download.{listed}", _local_file(params, getattr(d, listed), what))
         if getattr(d, root) is None:
             why = f"not set; expected the ImageNet tree or tar folder holding download.{listed}"
         else:
             why = _folder(params, getattr(d, root), "ImageNet tree or folder of <wnid>.tar files")
-        add("download", f"download.{root}", why)
+        add(layout.DOWNLOAD, f"download.{root}", why)
     if r.target_dictionary is not None:
         add(
-            "records",
+            layout.RECORDS,
             "records.target_dictionary",
             _local_file(params, r.target_dictionary, "target dictionary (one class a line)"),
         )
@@ -138,26 +138,26 @@ def _problems(params: Params) -> list[tuple[str, str, str]]:
         task = "fine-tuning (notebook 05) needs a target task"
         if d.target_train_list is None:
             add(
-                "finetune",
+                layout.FINETUNE,
                 "download.target_train_list",
                 f"not set; {task}: an ImageNet-id-keyed training list (with "
                 "download.imagenet_train and records.target_dictionary)",
             )
         if d.target_val_list is None:
             add(
-                "finetune",
+                layout.FINETUNE,
                 "download.target_val_list",
                 f"not set; {task}: an ImageNet-id-keyed validation list (with "
                 "download.imagenet_val)",
             )
         if r.target_dictionary is None:
             add(
-                "finetune",
+                layout.FINETUNE,
                 "records.target_dictionary",
                 f"not set; {task}: its classes, one a line",
             )
     if f.init_checkpoint is not None and any(c.pretrained for c in f.checkpoints):
-        add("finetune", "finetune.init_checkpoint", _checkpoint(params, f.init_checkpoint))
+        add(layout.FINETUNE, "finetune.init_checkpoint", _checkpoint(params, f.init_checkpoint))
     return found
 
 

@@ -61,11 +61,12 @@ def cmd_annotations_check(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from mlimages.config import layout
     from mlimages.config.params import load_params
     from mlimages.data.synthetic import generate, statistics
 
     params = load_params(args.params, args.overrides)
-    out = Path(args.out) if args.out else params.run_dir / "data" / "mini"
+    out = Path(args.out) if args.out else layout.miniature_dir(params.run_dir)
     dataset = generate(params.synth, out)
     if args.json:
         stats = statistics(dataset, params.pretrain.global_batch)
@@ -78,11 +79,12 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_explore(args: argparse.Namespace) -> None:
+    from mlimages.config import layout
     from mlimages.config.params import load_params
     from mlimages.data import explore
 
     params = load_params(args.params, args.overrides)
-    params.write(params.stage_dir(explore.STAGE) / "params.yaml")
+    params.write(params.stage_dir(layout.EXPLORE) / layout.PARAMS_FILE)
     out = explore.save(explore.load(params), params)
     emit(json.loads((out / "metrics.json").read_text()), args.json)
 

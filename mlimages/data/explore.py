@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.core.atomic import write_json_atomic
 from mlimages.data.label_read import read_label_list
@@ -20,7 +21,7 @@ from mlimages.data.synthetic import MiniDataset, ensure_miniature, statistics
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 from mlimages.paper.facts import dataset_statistics
 
-STAGE = "explore"
+STAGE = layout.EXPLORE
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def load(params: Params) -> ExploreData:
     data = params.data
     if data.uses_miniature:
         mini = ensure_miniature(
-            params.synth, params.run_dir / "data" / "mini", progress=params.explore.progress
+            params.synth, layout.miniature_dir(params.run_dir), progress=params.explore.progress
         )
         dictionary, train_list = str(mini.dictionary), str(mini.url_list("train"))
         val_list: Path | None = mini.url_list("val")

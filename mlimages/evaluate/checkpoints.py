@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.core import metrics
 from mlimages.core.atomic import write_json_atomic
@@ -39,8 +40,7 @@ from mlimages.evaluate import finetuned, multilabel
 from mlimages.input import records
 from mlimages.train.finetune import eval_sizes
 
-STAGE = "evaluate"
-PRETRAIN_STAGE, FINETUNE_STAGE = "pretrain", "finetune"
+STAGE = layout.EVALUATE
 PRIOR_SPLIT = "train"  # the class prior is the pretraining records' class frequencies
 
 
@@ -52,7 +52,7 @@ def profile_dictionary(params: Params) -> str | None:
     from mlimages.data.synthetic import ensure_miniature
 
     if params.data.uses_miniature:
-        return str(ensure_miniature(params.synth, params.run_dir / "data" / "mini").dictionary)
+        return str(ensure_miniature(params.synth, layout.miniature_dir(params.run_dir)).dictionary)
     dictionary = params.data.dictionary
     if dictionary is None or "://" in dictionary:
         return dictionary
@@ -67,9 +67,7 @@ def profile_taxonomy(params: Params) -> Taxonomy | None:
 
 
 def pretrained_model_path(params: Params) -> Path:
-    from mlimages.train.checkpoint import MODEL_FILE
-
-    path = params.run_dir / PRETRAIN_STAGE / MODEL_FILE
+    path = params.run_dir / layout.PRETRAIN / layout.MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no pretraining model; run notebook 04 (`mlimages pretrain`)"
@@ -100,7 +98,7 @@ def profile_prior(params: Params, num_classes: int) -> np.ndarray | None:
 def evaluate_finetuned(params: Params) -> pd.DataFrame:
     """Every fine-tuned checkpoint of the profile's task at both fine-tuning sizes, beside
     notebook 05's figures."""
-    folder = params.run_dir / FINETUNE_STAGE
+    folder = params.run_dir / layout.FINETUNE
     runs = finetuned.finetuned_runs(folder)
     other = [(c, s) for c, s, path in runs if finetuned.run_task(path) != params.finetune.task]
     if other:  # another task's runs share the folder: they have another class count
@@ -134,7 +132,7 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
     ev = params.evaluate
     progress = ev.progress if progress is None else progress
     out = params.stage_dir(STAGE)
-    params.write(out / "params.yaml")
+    params.write(out / layout.PARAMS_FILE)
     model_path = pretrained_model_path(params)
     model = load_model(model_path)
     index = records.split_index(params.run_dir, "val")
@@ -210,7 +208,7 @@ def evaluate_checkpoint(
     ev = params.evaluate
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    params.write(out / "params.yaml")
+    params.write(out / layout.PARAMS_FILE)
     model = load_model(ckpt)
     classes = num_classes_of(model)
     split = split or _split_with_classes(params, classes, ckpt)

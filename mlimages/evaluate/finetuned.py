@@ -15,21 +15,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages.core import metrics
+from mlimages.config import layout
+from mlimages.core import fingerprint, metrics
 from mlimages.input.shard_index import SplitIndex
 from mlimages.paper.facts import EVAL_CROP_FRACTION
 
-RESULTS_CSV = "results.csv"  # notebook 05's table a checkpoint
 COLUMNS = ("ckpt", "seed", "model", "img_size", "top1", "top5", "images")
 
 
 def finetuned_runs(folder: Path) -> list[tuple[int, int, Path]]:
     """(ckpt, seed, model file) of every finished run in the fine-tuning stage's `folder`, in
     order."""
-    from mlimages.train.checkpoint import MODEL_FILE
-
     found = []
-    for path in folder.glob(f"ckpt*/seed*/{MODEL_FILE}"):
+    for path in folder.glob(f"ckpt*/seed*/{layout.MODEL_FILE}"):
         ckpt = re.fullmatch(r"ckpt(\d+)", path.parent.parent.name)
         seed = re.fullmatch(r"seed(\d+)", path.parent.name)
         if ckpt and seed:
@@ -40,7 +38,7 @@ def finetuned_runs(folder: Path) -> list[tuple[int, int, Path]]:
 def run_task(model_file: Path) -> str:
     """The single-label task a fine-tuning run trained on, from its `fingerprint.json`
     (runs from before `finetune.task` existed trained on the target task)."""
-    recorded = model_file.parent / "fingerprint.json"
+    recorded = model_file.parent / fingerprint.FILE
     values = json.loads(recorded.read_text()) if recorded.is_file() else {}
     return values.get("finetune.task", "target")
 
@@ -126,7 +124,7 @@ def evaluate_runs(
 def reported_results(folder: Path) -> pd.DataFrame | None:
     """top1/top5 as notebook 05 reported them (`ckpt<N>/results.csv` in the fine-tuning
     stage's `folder`), if any."""
-    tables = [pd.read_csv(p) for p in sorted(folder.glob(f"ckpt*/{RESULTS_CSV}"))]
+    tables = [pd.read_csv(p) for p in sorted(folder.glob(f"ckpt*/{layout.RESULTS_FILE}"))]
     if not tables:
         return None
     table = pd.concat(tables)[["ckpt", "seed", "img_size", "top1", "top5"]]

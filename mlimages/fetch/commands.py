@@ -31,6 +31,7 @@ def _download_params(args: argparse.Namespace):
 def cmd_download(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from mlimages.config import layout
     from mlimages.fetch import download
 
     params, options = _download_params(args)
@@ -40,7 +41,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         if args.out:
             raise ValueError("--out is for one list; the stage writes runs/<profile>/download/")
         params = params.model_copy(update={"download": options})
-        params.write(params.stage_dir(download.STAGE) / "params.yaml")
+        params.write(params.stage_dir(layout.DOWNLOAD) / layout.PARAMS_FILE)
         emit(download.run_download_stage(params), args.json)
         return
     if not args.out:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.config.sections import DownloadParams
 from mlimages.core.atomic import write_json_atomic
@@ -31,7 +32,7 @@ from mlimages.fetch.fetcher import Fetched, Fetcher, FetchFailed, FetchRules
 from mlimages.fetch.imagenet import LocalImages, extract
 from mlimages.fetch.ingest import FetchFn, Summary, image_rules, ingest
 
-STAGE = "download"
+STAGE = layout.DOWNLOAD
 SUBSET_DIR = "subset"
 NOVEL_SPLITS = ["novel_train", "novel_val"]
 
@@ -169,7 +170,7 @@ def splits(params: Params) -> dict[str, Split]:
 
 def miniature(params: Params) -> MiniDataset:
     return ensure_miniature(
-        params.synth, params.run_dir / "data" / "mini", progress=params.download.progress
+        params.synth, layout.miniature_dir(params.run_dir), progress=params.download.progress
     )
 
 

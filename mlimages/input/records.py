@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.config.sections import RecordsParams
 from mlimages.core.atomic import atomic_path, write_json_atomic
@@ -28,8 +29,8 @@ from mlimages.input.shard_index import INDEX_NAME, SplitIndex
 if TYPE_CHECKING:
     from mlimages.data.synthetic import MiniDataset
 
-STAGE = "records"
-SOURCE_STAGE = "download"
+STAGE = layout.RECORDS
+SOURCE_STAGE = layout.DOWNLOAD
 SPLITS = ("train", "val", "target_train", "target_val", "novel_train", "novel_val")
 
 
@@ -114,7 +115,7 @@ def run_records_stage(params: Params, splits: Sequence[str] | None = None) -> di
     """Write (or keep, when inputs and settings are unchanged) every split's shards, verify
     them, and save `metrics.json` and `shards.csv` with the resolved parameters."""
     out = params.stage_dir(STAGE)
-    params.write(out / "params.yaml")
+    params.write(out / layout.PARAMS_FILE)
     splits = list(splits or available_splits(params.run_dir))
     if not splits:
         raise FileNotFoundError(
@@ -125,7 +126,7 @@ def run_records_stage(params: Params, splits: Sequence[str] | None = None) -> di
 
     cfg, data = params.records, params.data
     mini = (
-        ensure_miniature(params.synth, params.run_dir / "data" / "mini")
+        ensure_miniature(params.synth, layout.miniature_dir(params.run_dir))
         if data.uses_miniature
         else None
     )

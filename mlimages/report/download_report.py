@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.data import subset
 from mlimages.data.label_table import LabelTable
@@ -110,7 +111,7 @@ def save_figures(params: Params, figures: dict[str, Any]) -> Path:
     """Write the figures as PNG into the stage folder and close them."""
     import matplotlib.pyplot as plt
 
-    out = params.stage_dir(download.STAGE)
+    out = params.stage_dir(layout.DOWNLOAD)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)

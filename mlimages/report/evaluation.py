@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.data.taxonomy import Taxonomy
 from mlimages.evaluate import checkpoints
@@ -134,7 +135,7 @@ def validation_tag_grid(params: Params, taxonomy: Taxonomy):
 
 def save_figure(params: Params, name: str, fig) -> Path:
     """A notebook figure as PNG in the stage folder (left open for the notebook to show)."""
-    path = params.stage_dir(checkpoints.STAGE) / f"{name}.png"
+    path = params.stage_dir(layout.EVALUATE) / f"{name}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
 

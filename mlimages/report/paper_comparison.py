@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.paper import facts
 from mlimages.report import verdicts
@@ -154,8 +155,8 @@ def _target_description(params: Params) -> str:
 def dataset_table(params: Params) -> pd.DataFrame:
     """The paper's statistics beside ours: the full list (explore) and the chosen subset
     (download); hierarchy figures on the profile's dictionary."""
-    explore = read_json(params.run_dir / "explore" / "metrics.json") or {}
-    download = read_json(params.run_dir / "download" / "metrics.json") or {}
+    explore = read_json(params.run_dir / layout.EXPLORE / "metrics.json") or {}
+    download = read_json(params.run_dir / layout.DOWNLOAD / "metrics.json") or {}
     full = dict(explore.get("measured", {}))
     if params.data.dictionary:  # the authors' (or any named) dictionary: measure it here
         full.update(hierarchy_figures(params))
@@ -205,7 +206,7 @@ def _round(value: float, digits: int = 2) -> float:
 
 def multilabel_table(params: Params) -> pd.DataFrame:
     """The paper's instance-level F1@5 and F1@10 beside ours (notebook 06's multilabel.csv)."""
-    ours = _multilabel_f1(params.run_dir / "evaluate" / "multilabel.csv")
+    ours = _multilabel_f1(params.run_dir / layout.EVALUATE / "multilabel.csv")
     return pd.DataFrame(
         [
             {

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.core.atomic import copy_files_atomic, write_json_atomic, write_text_atomic
 from mlimages.paper import facts
@@ -38,7 +39,7 @@ from mlimages.report.paper_comparison import (
 from mlimages.report.text_tables import latex_table, markdown_table
 from mlimages.train import plan
 
-STAGE = "report"
+STAGE = layout.REPORT
 RESULT_COLUMNS = (
     "ckpt", "setting", "seed", "model", "img_size", "top1", "top5",
     "param_count", "train_sizes", "steps",
@@ -58,7 +59,7 @@ FIGURES = ("checkpoints.png", "dataset_statistics.png", "loss_coefficients.png")
 
 
 def results_paths(params: Params) -> list[Path]:
-    return sorted((params.run_dir / "finetune").glob("ckpt*/results.csv"))
+    return sorted((params.run_dir / layout.FINETUNE).glob(f"ckpt*/{layout.RESULTS_FILE}"))
 
 
 def load_results(params: Params) -> pd.DataFrame:
@@ -142,10 +143,10 @@ def build(params: Params) -> dict[str, Any]:
     table = comparison(results, params)
     differences = parameter_differences(params)
     devs = deviations(params, results)
-    download = read_json(params.run_dir / "download" / "metrics.json") or {}
+    download = read_json(params.run_dir / layout.DOWNLOAD / "metrics.json") or {}
     images = download.get("splits", {}).get("train", {}).get("ok") or plan.profile_images(params)
     claims = verdicts.claim_results(results, params)
-    multilabel = verdicts.read_multilabel(params.run_dir / "evaluate" / "multilabel.csv")
+    multilabel = verdicts.read_multilabel(params.run_dir / layout.EVALUATE / "multilabel.csv")
     baselines = verdicts.baselines_table(results, params, multilabel)
     param_count = float(results["param_count"].iloc[0])
     return {
@@ -228,10 +229,9 @@ def _coefficients_figure(params: Params):
     import matplotlib.pyplot as plt
 
     from mlimages.report import training
-    from mlimages.train import pretrain
 
     try:
-        return training.plot_coefficients(params.run_dir / pretrain.STAGE)
+        return training.plot_coefficients(params.run_dir / layout.PRETRAIN)
     except (FileNotFoundError, ValueError) as exc:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         ax.text(0.5, 0.5, f"no loss coefficients: {exc}", ha="center", va="center", fontsize=7)
@@ -304,7 +304,7 @@ def update_readme(
 
 def run_report_stage(params: Params) -> dict[str, Any]:
     """Build, save and publish; returns what `mlimages report --json` prints."""
-    params.write(params.stage_dir(STAGE) / "params.yaml")
+    params.write(params.stage_dir(STAGE) / layout.PARAMS_FILE)
     report = build(params)
     out = save(report, params)
     published = publish(params, out)

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.paper.facts import PAPER_SIZES
 from mlimages.train import finetune
@@ -52,7 +53,7 @@ def plot_coefficients(out: Path):
     import pandas as pd
     import yaml
 
-    saved = out / "params.yaml"
+    saved = out / layout.PARAMS_FILE
     loss = yaml.safe_load(saved.read_text()).get("loss", {}) if saved.is_file() else {}
     if loss.get("kind", "adaptive") != "adaptive":
         fig, ax = plt.subplots(figsize=(6, 1.5))

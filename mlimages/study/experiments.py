@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.params import Params, load_params
 from mlimages.core import fingerprint, stats
 from mlimages.core.atomic import copy_files_atomic, write_json_atomic, write_text_atomic
 from mlimages.study import sweep
 
-STAGE = "experiments"
+STAGE = layout.EXPERIMENTS
 LOSS_COLUMNS = (
     "loss", "seed", "map", "f1_at_5", "map_head", "map_middle", "map_tail", "transfer_top1",
 )  # fmt: skip
@@ -55,7 +56,7 @@ def _pins(params: Params) -> dict[str, Any]:
 
 def _base_rows(run_dir: Path, ckpt: int, size: int) -> pd.DataFrame:
     """One checkpoint's fine-tuning results (`results.csv`) at one evaluation size."""
-    path = run_dir / "finetune" / f"ckpt{ckpt}" / "results.csv"
+    path = run_dir / layout.FINETUNE / f"ckpt{ckpt}" / layout.RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no fine-tuning results; the sweep did not run ckpt {ckpt}"
@@ -99,7 +100,7 @@ def pretrain_quality(point: Params, thirds: dict[str, np.ndarray]) -> dict[str, 
     from mlimages.evaluate import multilabel
     from mlimages.input import records
 
-    model_path = point.run_dir / "pretrain" / "model.keras"
+    model_path = point.run_dir / layout.PRETRAIN / layout.MODEL_FILE
     folder = point.run_dir / STAGE / "pretrain_eval"
     saved = folder / "quality.json"
     made_from = {"model": fingerprint.file_digest(model_path), "thirds": _thirds_key(thirds)}
@@ -143,7 +144,7 @@ def run_loss_ablation(profile: str, overrides: dict[str, Any] | None = None) -> 
     arms = [(arm.name, seed) for arm in e.losses for seed in e.loss_seeds]
     rows = []
     for (name, seed), run in zip(arms, runs, strict=True):
-        point = load_params(run.run_dir / "params.yaml")
+        point = load_params(run.run_dir / layout.PARAMS_FILE)
         top1 = _base_rows(run.run_dir, e.transfer_ckpt, params.finetune.base_size)
         rows.append(
             {

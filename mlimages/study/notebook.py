@@ -12,6 +12,7 @@ import ast
 import os
 from typing import Any
 
+from mlimages.config import layout
 from mlimages.config.params import Params, ParamsError, load_params
 
 PROFILE_ENV = "MLIMAGES_PROFILE"
@@ -19,11 +20,11 @@ COMMON = ("profile", "overrides")
 
 # Per stage: notebook parameter name -> dotted parameter it sets (when not None).
 NOTEBOOK_PARAMETERS: dict[str, dict[str, str]] = {
-    "explore": {"dictionary": "data.dictionary", "label_list": "data.train_list"},
-    "download": {"progress": "download.progress"},
-    "records": {"augment": "pipeline.augment"},
-    "pretrain": {"workers": "pretrain.workers"},
-    "finetune": {"ckpt": "finetune.ckpt"},
+    layout.EXPLORE: {"dictionary": "data.dictionary", "label_list": "data.train_list"},
+    layout.DOWNLOAD: {"progress": "download.progress"},
+    layout.RECORDS: {"augment": "pipeline.augment"},
+    layout.PRETRAIN: {"workers": "pretrain.workers"},
+    layout.FINETUNE: {"ckpt": "finetune.ckpt"},
 }
 
 
@@ -46,7 +47,7 @@ def stage_params(
     merged = dict(overrides or {})
     merged.update({accepted[k]: v for k, v in parameters.items() if v is not None})
     params = load_params(profile, merged)
-    params.write(params.stage_dir(stage) / "params.yaml")
+    params.write(params.stage_dir(stage) / layout.PARAMS_FILE)
     return params
 
 

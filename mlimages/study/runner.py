@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlimages.config import preflight
+from mlimages.config import layout, preflight
 from mlimages.config.params import find_profile, load_params
 from mlimages.core.atomic import write_json_atomic
 from mlimages.core.progress import HEADLESS_ENV
@@ -123,7 +123,7 @@ def run_study(
     preflight.require(params, preflight.stages_of([nb.name for nb in notebooks]))
     out_dir = params.run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params.write(params.run_dir / "params.yaml")
+    params.write(params.run_dir / layout.PARAMS_FILE)
     jobs = [
         (nb, name, extra)
         for nb in notebooks

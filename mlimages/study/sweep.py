@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mlimages.config import layout
 from mlimages.config.params import Params, ParamsError, load_params
 from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic, write_text_atomic
@@ -34,10 +35,10 @@ RESERVED = ("profile", "runs_dir", "run_name")  # what the sweep itself decides
 # Upstream stages in the study's order: the folders a stage leaves, the notebook that makes
 # them and the folder whose params.yaml says what made them.
 UPSTREAM: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("data", ("data", "explore"), "01"),
-    ("download", ("download",), "02"),
-    ("records", ("records",), "03"),
-    ("pretrain", ("pretrain",), "04"),
+    (layout.DATA, (layout.DATA, layout.EXPLORE), "01"),
+    (layout.DOWNLOAD, (layout.DOWNLOAD,), "02"),
+    (layout.RECORDS, (layout.RECORDS,), "03"),
+    (layout.PRETRAIN, (layout.PRETRAIN,), "04"),
 )
 NAME = r"[A-Za-z0-9._-]+"  # sweep and point folder names
 TABLE_COLUMNS = ("point", "ckpt", "seed", "img_size", "top1", "top5", "train_top1")
@@ -112,24 +113,24 @@ def stage_inputs(params: Params, stage: str) -> dict[str, Any]:
             for key, v in params.data.model_dump(mode="json").items()
         },
     }
-    if stage == "data":
+    if stage == layout.DATA:
         return inputs
     subset = params.subset.model_dump(mode="json")
     subset["seed"] = params.subset_seed
     inputs["subset"] = subset
     inputs["download"] = params.download.model_dump(mode="json", exclude={"progress", "workers"})
-    if stage == "download":
+    if stage == layout.DOWNLOAD:
         return inputs
     records = params.records.model_dump(mode="json", exclude={"progress", "workers"})
     records["seed"] = params.records_seed
     inputs["records"] = records
-    if stage == "records":
+    if stage == layout.RECORDS:
         return inputs
     raise ValueError(f"stage {stage!r}: pretraining is compared by its fingerprint")
 
 
 def _saved_params(folder: Path) -> Params | None:
-    path = folder / "params.yaml"
+    path = folder / layout.PARAMS_FILE
     if not path.is_file():
         return None
     try:
@@ -140,9 +141,9 @@ def _saved_params(folder: Path) -> Params | None:
 
 def reusable(candidate: Path, stage: str, params: Params) -> bool:
     """Whether `candidate` (a run folder) holds `stage` as `params` would make it."""
-    if stage == "pretrain":
-        return _same_pretraining(candidate / "pretrain", params)
-    marker = candidate / ("explore" if stage == "data" else stage)
+    if stage == layout.PRETRAIN:
+        return _same_pretraining(candidate / layout.PRETRAIN, params)
+    marker = candidate / (layout.EXPLORE if stage == layout.DATA else stage)
     saved = _saved_params(marker)
     if saved is None or not (marker / "metrics.json").is_file():  # metrics.json: it finished
         return False
@@ -154,7 +155,7 @@ def _same_pretraining(folder: Path, params: Params) -> bool:
     from mlimages.train import pretrain
 
     recorded, metrics = folder / fingerprint.FILE, folder / "metrics.json"
-    if not (recorded.is_file() and metrics.is_file() and (folder / "model.keras").is_file()):
+    if not (recorded.is_file() and metrics.is_file() and (folder / layout.MODEL_FILE).is_file()):
         return False
     if json.loads(metrics.read_text()).get("steps") != params.pretrain.steps:
         return False
@@ -273,7 +274,7 @@ def results_table(runs: list[PointRun]) -> pd.DataFrame:
     keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
     frames = []
     for run in runs:
-        paths = sorted((run.run_dir / "finetune").glob("ckpt*/results.csv"))
+        paths = sorted((run.run_dir / layout.FINETUNE).glob(f"ckpt*/{layout.RESULTS_FILE}"))
         found = pd.concat([pd.read_csv(p) for p in paths]) if paths else pd.DataFrame()
         if found.empty:
             found = pd.DataFrame([{c: None for c in TABLE_COLUMNS[1:]}])

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlimages.train.engine import MODEL_FILE
+from mlimages.config.layout import MODEL_FILE
 
 PAPER_IMAGE_SIZE = 224
 

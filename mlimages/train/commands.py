@@ -11,6 +11,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
+    from mlimages.config import layout
     from mlimages.config.params import load_params, parse_override
     from mlimages.train import horovod_backend, pretrain
     from mlimages.train.distributed import WORKER_ENV, launch_local_workers
@@ -20,7 +21,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         overrides["pretrain.backend"] = args.backend  # recorded in params.yaml, passed to workers
     params = load_params(args.params, overrides)
     workers = args.workers or params.pretrain.workers
-    out = Path(args.out) if args.out else params.stage_dir(pretrain.STAGE)
+    out = Path(args.out) if args.out else params.stage_dir(layout.PRETRAIN)
     horovod = params.pretrain.backend == "horovod"
     if horovod and not horovod_backend.launched_by_horovodrun():
         # horovodrun starts the workers (Gloo), even one, with Horovod's Python (.venv-horovod).

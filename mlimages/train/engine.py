@@ -23,13 +23,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mlimages.config.layout import MODEL_FILE
 from mlimages.core.atomic import dumps_json, write_json_atomic
 from mlimages.core.progress import quiet, tqdm
 from mlimages.train import horovod_backend
 from mlimages.train.distributed import WorkerInfo, cluster_from_environment
 
 LossKind = Literal["multilabel", "softmax"]
-MODEL_FILE = "model.keras"  # a finished run's model: what evaluation, tagging and fine-tuning load
 
 
 @dataclass

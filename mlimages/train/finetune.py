@@ -29,6 +29,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.config.training import CheckpointSetting, FinetuneParams
 from mlimages.core import fingerprint
@@ -41,9 +42,8 @@ from mlimages.train.launch import start, verb_command
 if TYPE_CHECKING:
     from mlimages.input.shard_index import SplitIndex
 
-STAGE = "finetune"
+STAGE = layout.FINETUNE
 SUBSETS = "subsets"  # finetune/subsets/<split>-k<K>/: the K-examples-a-class training splits
-MODEL_FILE = "model.keras"  # = mlimages.train.engine.MODEL_FILE, without importing TensorFlow
 RESULT_COLUMNS = (
     "ckpt", "setting", "seed", "model", "img_size", "top1", "top5", "train_top1",
     "param_count", "train_sizes", "steps",
@@ -112,7 +112,7 @@ def init_source(params: Params) -> Path:
     pretraining run (`runs/<profile>/pretrain/model.keras`)."""
     if params.finetune.init_checkpoint:
         return params.resolve_path(params.finetune.init_checkpoint)
-    return params.run_dir / "pretrain" / MODEL_FILE
+    return params.run_dir / layout.PRETRAIN / layout.MODEL_FILE
 
 
 # --- the training task -----------------------------------------------------------------------
@@ -172,7 +172,7 @@ def task_for(
 def _finished(out: Path, steps: int) -> bool:
     """A complete run of `steps` steps: its model is saved and its metrics say so."""
     metrics = out / "metrics.json"
-    if not (out / MODEL_FILE).is_file() or not metrics.is_file():
+    if not (out / layout.MODEL_FILE).is_file() or not metrics.is_file():
         return False
     return json.loads(metrics.read_text()).get("steps", 0) >= steps
 
@@ -216,7 +216,7 @@ def run_seed(
     if not _finished(out, f.steps):
         configure_determinism(seed)
         run(task_for(params, ckpt, seed, arrays, train_arrays), strategy)
-    model = keras.models.load_model(out / MODEL_FILE)
+    model = keras.models.load_model(out / layout.MODEL_FILE)
     counts = summary(model)
     params_m = (counts["params"] + counts["non_trainable_params"]) / 1e6
     chosen = setting(f, ckpt)
@@ -260,7 +260,7 @@ def run_finetune_stage(
     setting(f, ckpt)  # an unknown ckpt stops before any work
     seeds = list(f.seeds if seeds is None else seeds)
     out = ckpt_dir(params, ckpt)
-    params.write(out / "params.yaml")
+    params.write(out / layout.PARAMS_FILE)
     write_schedule(params, ckpt)
     sizes, crop = eval_sizes(f), params.pipeline.eval_crop_fraction
     val_index = records.split_index(params.run_dir, f.splits[1])
@@ -298,7 +298,7 @@ def collect(params: Params, ckpt: int) -> dict[str, Any]:
             rows += json.loads(path.read_text())["rows"]
     lines = [",".join(RESULT_COLUMNS)]
     lines += [",".join(_csv_field(row[c]) for c in RESULT_COLUMNS) for row in rows]
-    write_text_atomic(out / "results.csv", "\n".join(lines) + "\n")
+    write_text_atomic(out / layout.RESULTS_FILE, "\n".join(lines) + "\n")
     chosen = setting(params.finetune, ckpt)
     schedule = size_schedule(params.finetune, ckpt)
     metrics = {
@@ -391,4 +391,4 @@ def read_schedule(params: Params, ckpt: int):
 def read_results(params: Params, ckpt: int):
     import pandas as pd
 
-    return pd.read_csv(ckpt_dir(params, ckpt) / "results.csv")
+    return pd.read_csv(ckpt_dir(params, ckpt) / layout.RESULTS_FILE)

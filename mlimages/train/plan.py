@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.paper.facts import (
     BASE_SIZE,
@@ -439,7 +440,7 @@ def profile_plan(params: Params, gpu: str | None = None, gpus: int = 1) -> Plan:
 def _stored_bytes(params: Params) -> tuple[float, float]:
     """(stored, original) bytes an image: the profile's own download if it ran at this
     `max_side`, else the subset module's estimate and the plan section's original size."""
-    metrics = params.run_dir / "download" / "metrics.json"
+    metrics = params.run_dir / layout.DOWNLOAD / "metrics.json"
     if metrics.is_file():
         measured = measured_bytes(metrics)
         if measured.max_side == params.download.max_side:

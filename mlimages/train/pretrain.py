@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.config.sections import PipelineParams
 from mlimages.config.training import LossParams, ModelParams, PretrainParams, ScheduleParams
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from mlimages.input.shard_index import SplitIndex
     from mlimages.train.engine import TrainTask
 
-STAGE = "pretrain"
+STAGE = layout.PRETRAIN
 HELD_OUT_FILE = "held_out.json"  # what `pretrain.hold_out_novel` removed from the input
 
 
@@ -43,7 +44,7 @@ def held_out_classes(params: Params) -> list[int]:
     from mlimages.data.synthetic import ensure_miniature
     from mlimages.data.taxonomy import load_dictionary
 
-    mini = ensure_miniature(params.synth, params.run_dir / "data" / "mini")
+    mini = ensure_miniature(params.synth, layout.miniature_dir(params.run_dir))
     taxonomy = load_dictionary(str(mini.dictionary))
     return sorted(taxonomy.index_of_wnid[w] for w in mini.info["novel_classes"])
 
@@ -239,7 +240,7 @@ def run_pretrain_stage(params: Params, out: Path | None = None) -> dict[str, Any
     from mlimages.train.engine import configure_determinism, run
 
     out = out or params.stage_dir(STAGE)
-    params.write(out / "params.yaml")
+    params.write(out / layout.PARAMS_FILE)
     worker = cluster_from_environment()
     if worker.is_chief and (params.pretrain.backend != "horovod" or _horovod_rank() == 0):
         # One process decides whether the folder's run is this one (workers share it).
