@@ -46,6 +46,21 @@ def atomic_path(
         raise
 
 
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """An empty temporary folder to fill in place of the folder `path`: renamed onto `path`
+    when the block ends, a folder already there moved aside first and then removed (a reader
+    sees the old folder or the new one, whole); removed when the block raises."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        yield tmp
+        old = tmp.with_name(f"{tmp.name}.old")
+        if path.exists():
+            os.replace(path, old)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

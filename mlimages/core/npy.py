@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mlimages.core.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,16 @@ def iter_rows(header: NpyHeader, rows: int) -> Iterator[np.ndarray]:
 
 class NpyWriter:
     """Writes a 2-D `.npy` file of known shape block by block, under a temporary name that is
-    renamed when every row is in (`close`); an incomplete file is removed (`abort`)."""
+    renamed when every row is in (`close`); an incomplete file is removed (`abort`). The
+    temporary name is `atomic_path`'s, its block held open across the calls (`ExitStack`)."""
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: str | np.dtype):
         self.path = Path(path)
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = np.dtype(dtype)
         self.rows = 0
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self._pending = ExitStack()
+        self.tmp = self._pending.enter_context(atomic_path(self.path))
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         np.lib.format.write_array_header_2_0(
             self.file,
@@ -93,11 +98,16 @@ class NpyWriter:
     def close(self) -> Path:
         self.file.close()
         if self.rows != self.shape[0]:
-            self.tmp.unlink(missing_ok=True)
-            raise ValueError(f"{self.path}: {self.rows} rows written; declared {self.shape[0]}")
-        os.replace(self.tmp, self.path)
+            error = ValueError(f"{self.path}: {self.rows} rows written; declared {self.shape[0]}")
+            self._discard(error)
+            raise error
+        self._pending.close()  # renamed into place
         return self.path
 
     def abort(self) -> None:
         self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        self._discard(RuntimeError(f"{self.path}: aborted"))
+
+    def _discard(self, error: BaseException) -> None:
+        """`atomic_path`'s error path: the temporary file is removed, nothing is renamed."""
+        self._pending.__exit__(type(error), error, None)

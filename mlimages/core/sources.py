@@ -9,6 +9,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mlimages.core.atomic import atomic_path
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("MLIMAGES_CACHE", Path.home() / ".cache" / "mlimages"))
@@ -31,13 +33,14 @@ def fetch_to_cache(
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part{os.getpid()}")
     try:
-        with urllib.request.urlopen(path_or_url, timeout=timeout) as response, open(tmp, "wb") as f:
+        with (
+            atomic_path(target) as tmp,
+            urllib.request.urlopen(path_or_url, timeout=timeout) as response,
+            open(tmp, "wb") as f,
+        ):
             while chunk := response.read(1 << 20):
                 f.write(chunk)
-        os.replace(tmp, target)
     except (urllib.error.URLError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
         raise OSError(f"could not download {path_or_url}: {exc}") from exc
     return target

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mlimages.config.sections import SynthParams
-from mlimages.core.atomic import dumps_json, write_text_atomic
+from mlimages.core.atomic import atomic_dir, dumps_json, write_text_atomic
 from mlimages.core.progress import quiet
 from mlimages.data.appearance import Look, looks, sprite
 from mlimages.data.label_read import read_label_list
@@ -214,44 +213,41 @@ def ensure_miniature(params: SynthParams, out: Path, progress: bool | None = Non
 def generate(params: SynthParams, out: Path, progress: bool | None = None) -> MiniDataset:
     """Write the miniature into a temporary folder, then move it to `out` complete."""
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    plan = design(params)
-    plan.taxonomy.write(tmp / "dictionary_and_semantic_hierarchy.txt")
-    tasks = [task for task in TASKS if len(plan.classes(task))]
-    splits = {
-        "train": scenes(params, plan, "train"),
-        "val": scenes(params, plan, "val"),
-        **{
-            f"{task}_{split}": target_scenes(params, plan, f"{task}_{split}")
-            for task in tasks
-            for split in ("train", "val")
-        },
-    }
-    total = sum(len(s) for s in splits.values())
-    with tqdm(total=total, desc="mini ML-Images", unit="img", disable=quiet(progress)) as bar:
-        for split in ("train", "val"):
-            _write_multilabel_split(tmp, out.resolve(), split, splits[split], params, plan, bar)
-        for task in tasks:
+    with atomic_dir(out) as tmp:
+        plan = design(params)
+        plan.taxonomy.write(tmp / "dictionary_and_semantic_hierarchy.txt")
+        tasks = [task for task in TASKS if len(plan.classes(task))]
+        splits = {
+            "train": scenes(params, plan, "train"),
+            "val": scenes(params, plan, "val"),
+            **{
+                f"{task}_{split}": target_scenes(params, plan, f"{task}_{split}")
+                for task in tasks
+                for split in ("train", "val")
+            },
+        }
+        total = sum(len(s) for s in splits.values())
+        with tqdm(total=total, desc="mini ML-Images", unit="img", disable=quiet(progress)) as bar:
             for split in ("train", "val"):
-                _write_target_split(tmp, split, splits[f"{task}_{split}"], params, plan, bar, task)
-    for task in tasks:
-        _write_target_dictionary(tmp, plan, task)
-    info = {
-        "params": params.model_dump(),
-        "counts": {split: len(s) for split, s in splits.items()},
-        "classes": plan.taxonomy.num_classes,
-        "pretrain_leaves": [plan.taxonomy.wnids[i] for i in plan.ranked],
-        "target_classes": [plan.taxonomy.wnids[i] for i in plan.target],
-        "novel_classes": [plan.taxonomy.wnids[i] for i in plan.novel],
-        "backgrounds": list(BACKGROUNDS),
-        "tail": {"exponent": params.tail_exponent, "floor": params.tail_floor},
-    }
-    write_text_atomic(tmp / "synth.json", dumps_json(info, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+                _write_multilabel_split(tmp, out.resolve(), split, splits[split], params, plan, bar)
+            for task in tasks:
+                for split in ("train", "val"):
+                    _write_target_split(
+                        tmp, split, splits[f"{task}_{split}"], params, plan, bar, task
+                    )
+        for task in tasks:
+            _write_target_dictionary(tmp, plan, task)
+        info = {
+            "params": params.model_dump(),
+            "counts": {split: len(s) for split, s in splits.items()},
+            "classes": plan.taxonomy.num_classes,
+            "pretrain_leaves": [plan.taxonomy.wnids[i] for i in plan.ranked],
+            "target_classes": [plan.taxonomy.wnids[i] for i in plan.target],
+            "novel_classes": [plan.taxonomy.wnids[i] for i in plan.novel],
+            "backgrounds": list(BACKGROUNDS),
+            "tail": {"exponent": params.tail_exponent, "floor": params.tail_floor},
+        }
+        write_text_atomic(tmp / "synth.json", dumps_json(info, indent=2))
     return MiniDataset(out)
 
 

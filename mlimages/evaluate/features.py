@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mlimages.core.atomic import atomic_path
 from mlimages.paper.facts import EVAL_CROP_FRACTION
 
 
@@ -51,10 +52,8 @@ def save_features(path: str | os.PathLike, features: np.ndarray) -> Path:
     path = Path(path)
     if path.suffix != ".npy":
         raise ValueError(f"{path}: expected a file name ending in .npy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, features)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, features)
     return path
 
 

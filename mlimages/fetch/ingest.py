@@ -9,8 +9,6 @@ unless asked, keys that failed), so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlimages.config.sections import DownloadParams
+from mlimages.core.atomic import atomic_path
 from mlimages.core.progress import quiet, tqdm
 from mlimages.data.label_table import LabelTable
 from mlimages.fetch.fetcher import Fetched, FetchFailed, SourceError
@@ -241,9 +240,5 @@ def _failed(key: str, labels: list, reason: str, detail: str, attempts: int) -> 
 
 def _write_atomic(out: Path, relative: str, data: bytes) -> None:
     """Write under `.tmp/`, then rename into place: a reader never sees half an image."""
-    target = out / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out / TMP / f"{target.name}.{threading.get_ident()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    with atomic_path(out / relative, tmp_dir=out / TMP) as tmp:
+        tmp.write_bytes(data)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.core.atomic import write_json_atomic
+from mlimages.core.atomic import atomic_dir, write_json_atomic
 from mlimages.data.label_table import LabelTable
 from mlimages.fetch.manifest import LABELS, MANIFEST, read_manifest, write_labels
 
@@ -244,12 +244,8 @@ def merge(
     if meta is not None:
         parts.sort(key=lambda p: p.meta["shard"] if p.meta else 0)
     _check_overlap(parts, meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.merging-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     counts = {"keys": 0, "ok": 0, "failed": 0, "linked": 0, "copied": 0}
-    try:
-        tmp.mkdir()
+    with atomic_dir(out) as tmp:  # `out` is new or empty: a reader sees all of it or nothing
         scratch = tmp / ".labels"  # each part's labels.txt, appended to the merged one
         scratch.mkdir()
         with (
@@ -284,8 +280,4 @@ def merge(
             "of": meta["of"] if meta else None,
         }
         write_json_atomic(tmp / MERGE_FILE, summary)
-        os.rename(tmp, out)  # replaces an empty `out`; a reader sees all of it or nothing
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary

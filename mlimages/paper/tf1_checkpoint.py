@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mlimages.core.atomic import write_text_atomic
+from mlimages.core.atomic import atomic_path, write_text_atomic
 from mlimages.paper.facts import PAPER_WIDTH
 from mlimages.paper.model import (
     PORTABLE_SEPARATOR,
@@ -54,6 +54,8 @@ def export_tf1_checkpoint(model: keras.Model, prefix: str | os.PathLike) -> Path
     prefix.parent.mkdir(parents=True, exist_ok=True)
     variables = tf1_variables(model)
     names = sorted(variables)
+    # SaveV2 names both files from one prefix, which one `atomic_path` cannot give: they are
+    # written under a temporary prefix and renamed one by one.
     tmp = prefix.with_name(f".{prefix.name}.tmp{os.getpid()}")
     tf.raw_ops.SaveV2(
         prefix=str(tmp),
@@ -100,8 +102,6 @@ def convert_tf1(
         num_classes, depth, blocks=blocks, width=width, separator=PORTABLE_SEPARATOR
     )
     load_tf1_checkpoint(model, checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        model.save(tmp)
     return out

@@ -20,7 +20,12 @@ import pandas as pd
 from mlimages.config import layout
 from mlimages.config.params import Params, load_params
 from mlimages.core import fingerprint, stats
-from mlimages.core.atomic import copy_files_atomic, write_json_atomic, write_text_atomic
+from mlimages.core.atomic import (
+    atomic_path,
+    copy_files_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from mlimages.study import sweep
 
 STAGE = layout.EXPERIMENTS
@@ -387,15 +392,12 @@ def plot_novel_classes(summary: pd.DataFrame):
 
 def save(params: Params, tables: dict[str, pd.DataFrame], figures: dict[str, Any]) -> Path:
     """Tables as CSV, figures as PNG, into `<run>/experiments/` (write, then rename)."""
-    import os
-
     out = params.stage_dir(STAGE)
     for name, frame in tables.items():
         write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False))
     for name, fig in figures.items():
-        tmp = out / f".{name}.tmp{os.getpid()}.png"
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out / f"{name}.png")
+        with atomic_path(out / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=110)
     return out
 
 

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlimages.config.layout import MODEL_FILE
-
-PAPER_IMAGE_SIZE = 224
+from mlimages.paper.facts import BASE_SIZE, DEPTHS
 
 
 def load_model(
@@ -83,7 +82,7 @@ def tf1_architecture(prefix: str) -> dict:
 
 
 def _from_tf1(prefix: str, *, depth, num_classes, blocks, width):
-    from mlimages.paper.model import DEPTHS, LogitsMismatchError, build_resnet
+    from mlimages.paper.model import LogitsMismatchError, build_resnet
     from mlimages.paper.tf1_checkpoint import load_tf1_checkpoint
 
     found = tf1_architecture(prefix)
@@ -122,7 +121,7 @@ def fixed_image_size(model) -> int | None:
 
 def default_image_size(model) -> int:
     """The model's own input size, else the paper's 224."""
-    return fixed_image_size(model) or PAPER_IMAGE_SIZE
+    return fixed_image_size(model) or BASE_SIZE
 
 
 def with_image_size(model, size: int):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlimages.config.layout import MODEL_FILE
-from mlimages.core.atomic import dumps_json, write_json_atomic
+from mlimages.core.atomic import atomic_path, dumps_json, write_json_atomic, write_text_atomic
 from mlimages.core.progress import quiet, tqdm
 from mlimages.train import horovod_backend
 from mlimages.train.distributed import WorkerInfo, cluster_from_environment
@@ -306,9 +305,8 @@ def coefficient_summary(positive_streak: np.ndarray) -> dict[str, float]:
 
 def save_model(model, path: Path) -> Path:
     """Save a whole Keras model, atomically (Keras insists on the .keras suffix)."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
     return path
 
 
@@ -363,9 +361,7 @@ def _truncate_log(path: Path, step: int) -> None:
     kept = [
         line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
     ]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
 def read_log(out: Path) -> list[dict[str, Any]]:
