@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlimages.config.layout import MODEL_FILE
-from mlimages.paper.facts import BASE_SIZE, DEPTHS
+from mlimages.paper.facts import BASE_SIZE, DEPTHS, PAPER_WIDTH
 
 
 def load_model(
@@ -148,4 +148,4 @@ def model_label(model) -> str:
     from mlimages.paper.model import find_layer
 
     width = find_layer(model, "init.init_conv").filters
-    return model.name if width == 64 else f"{model.name}_w{width}"
+    return model.name if width == PAPER_WIDTH else f"{model.name}_w{width}"
