@@ -9,7 +9,7 @@ KERNEL := mlimages
 .PHONY: study experiments test regress regress-update test-slow horovod-env test-horovod \
 	backends-env test-backends lint lab bench gpu clean
 
-$(STAMP): pyproject.toml setup.py mlimages/data/_labelscan.c
+$(STAMP): pyproject.toml setup.py mlimages/data/labels/_labelscan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlimages.config.sections import DownloadParams  # noqa: E402
-from mlimages.data.label_table import LabelTable  # noqa: E402
+from mlimages.data.labels.table import LabelTable  # noqa: E402
 from mlimages.fetch.download import download_list  # noqa: E402
 
 VENV = Path(os.environ.get("MLIMAGES_CACHE", Path.home() / ".cache" / "mlimages"))

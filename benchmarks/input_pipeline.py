@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.input import legacy_records, record_format, record_writer, shard_index
 
 NUM_CLASSES = 11_166

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlimages.data.label_compiled import scanner
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import label_stats
+from mlimages.data.labels.compiled import scanner
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import label_stats
 
 NUM_CLASSES = 11_166
 SPEEDUP_GOAL = 10.0

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from label_parsing import NUM_CLASSES, write_list
 
-from mlimages.data.label_read import read_label_list
-from mlimages.data.list_check import check_list
+from mlimages.data.labels.check import check_list
+from mlimages.data.labels.read import read_label_list
 from mlimages.data.taxonomy import load_dictionary
 
 RATIO_GOAL = 5.0

@@ -11,18 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlimages.data import (
-    label_builder,
-    label_compiled,
-    label_fast,
-    label_parse,
-    label_read,
-    label_swar,
-    label_table,
-)
-from mlimages.data.label_parse import LabelListError
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable, label_stats
+from mlimages.data.labels import builder as label_builder
+from mlimages.data.labels import compiled as label_compiled
+from mlimages.data.labels import fast as label_fast
+from mlimages.data.labels import parse as label_parse
+from mlimages.data.labels import read as label_read
+from mlimages.data.labels import swar as label_swar
+from mlimages.data.labels import table as label_table
+from mlimages.data.labels.parse import LabelListError
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable, label_stats
 
 SHARED = Path(__file__).resolve().parent / "data" / "authors"  # vendored, see its NOTICE.md
 SHARED_LISTS = [
@@ -48,7 +46,7 @@ def engine(request: pytest.FixtureRequest) -> str:
     """Each fast path: the C scanner (built by every install here) and the numpy one."""
     if request.param == "compiled":
         assert label_compiled._labelscan is not None, (
-            "pip install should have built mlimages/data/_labelscan.c"
+            "pip install should have built mlimages/data/labels/_labelscan.c"
         )
     return request.param
 

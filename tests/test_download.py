@@ -19,8 +19,8 @@ from PIL import Image
 from mlimages.cli import main
 from mlimages.config.params import load_params
 from mlimages.config.sections import DownloadParams
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch import download
 from mlimages.fetch.fetcher import _retry_after
 from mlimages.fetch.manifest import MANIFEST, ManifestWriter, read_manifest

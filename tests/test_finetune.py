@@ -274,7 +274,7 @@ def _names_by_class(index) -> dict[int, list[str]]:
 def test_hold_out_novel_drops_exactly_the_images_of_novel_leaves(
     smoke_runs: Path, tmp_path: Path
 ) -> None:
-    from mlimages.data.label_read import read_label_list
+    from mlimages.data.labels.read import read_label_list
     from mlimages.data.synthetic import ensure_miniature
     from mlimages.data.taxonomy import load_dictionary
     from mlimages.input import pipeline, record_reader, records

@@ -12,8 +12,8 @@ from PIL import Image
 
 from mlimages.cli import main
 from mlimages.config.sections import DownloadParams
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch.fetcher import FetchFailed, SourceError
 from mlimages.fetch.imagenet import LocalImages, extract
 from mlimages.fetch.manifest import MANIFEST, read_manifest

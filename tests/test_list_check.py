@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mlimages.cli import main
-from mlimages.data.label_read import read_label_list
-from mlimages.data.list_check import check_list
+from mlimages.data.labels.check import check_list
+from mlimages.data.labels.read import read_label_list
 from mlimages.data.taxonomy import Taxonomy
 
 # 0 -> 1 -> 2, 3 -> 4

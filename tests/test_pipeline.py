@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 from mlimages.input import (
     pipeline,
     record_format,

@@ -18,8 +18,8 @@ from PIL import Image
 from mlimages import cli
 from mlimages.config.params import load_params
 from mlimages.config.sections import SynthParams
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.data.synthetic import ensure_miniature, mini_taxonomy
 from mlimages.input import (
     legacy_records,

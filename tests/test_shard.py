@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from mlimages.cli import main
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch import shard
 from mlimages.fetch.manifest import MANIFEST, read_manifest
 from mlimages.input import records

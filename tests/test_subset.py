@@ -11,8 +11,8 @@ import pytest
 from mlimages.cli import main
 from mlimages.config.sections import SubsetParams
 from mlimages.data import subset
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.data.synthetic import mini_taxonomy
 
 C = 6  # classes: 0 head, 1-3 middle, 4 rare (3 images), 5 another rare (5 images)

@@ -10,8 +10,8 @@ from PIL import Image
 from mlimages.cli import main
 from mlimages.config.params import load_params
 from mlimages.data.appearance import ATTRIBUTES, looks
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.data.miniforest import ANCHORS, BACKGROUNDS, VENDORED, anchor_of, derive
 from mlimages.data.synthetic import (
     CONFIDENCES,

@@ -18,8 +18,8 @@ def cmd_taxonomy_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_annotations_stats(args: argparse.Namespace) -> None:
-    from mlimages.data.label_read import read_label_list
-    from mlimages.data.label_table import label_stats
+    from mlimages.data.labels.read import read_label_list
+    from mlimages.data.labels.table import label_stats
 
     taxonomy = None
     if args.dictionary:
@@ -36,7 +36,7 @@ def cmd_annotations_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_annotations_check(args: argparse.Namespace) -> int:
-    from mlimages.data.list_check import check_list, render
+    from mlimages.data.labels.check import check_list, render
 
     taxonomy = None
     if args.dictionary:
@@ -92,7 +92,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
 def cmd_subset(args: argparse.Namespace) -> None:
     from mlimages.config.sections import SubsetParams
     from mlimages.data import subset
-    from mlimages.data.label_read import read_label_list
+    from mlimages.data.labels.read import read_label_list
 
     taxonomy = None
     if args.dictionary:

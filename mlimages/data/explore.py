@@ -15,8 +15,8 @@ import pandas as pd
 from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.core.atomic import write_json_atomic
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable, label_stats
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable, label_stats
 from mlimages.data.synthetic import MiniDataset, ensure_miniature, statistics
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 from mlimages.paper.facts import dataset_statistics

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlimages.config.sections import SubsetParams
-from mlimages.data.label_table import LabelTable, label_stats
+from mlimages.data.labels.table import LabelTable, label_stats
 from mlimages.data.taxonomy import Taxonomy
 
 BYTES_PER_PIXEL = 0.25  # JPEG of a photo at quality 90: about 2 bits a pixel

@@ -44,8 +44,8 @@ from mlimages.config.sections import SynthParams
 from mlimages.core.atomic import atomic_dir, dumps_json, write_text_atomic
 from mlimages.core.progress import quiet
 from mlimages.data.appearance import Look, looks, sprite
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.data.miniforest import ANCHORS, BACKGROUNDS, anchor_of, mini_forest
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 

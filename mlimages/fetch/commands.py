@@ -46,7 +46,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         return
     if not args.out:
         raise ValueError("--out DIR is required with a label list")
-    from mlimages.data.label_read import read_label_list
+    from mlimages.data.labels.read import read_label_list
 
     table = read_label_list(args.label_list, progress=options.progress)
     out = Path(args.out)
@@ -79,7 +79,7 @@ def cmd_download_merge(args: argparse.Namespace) -> None:
 def cmd_imagenet_extract(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mlimages.data.label_read import read_label_list
+    from mlimages.data.labels.read import read_label_list
     from mlimages.fetch.imagenet import extract
 
     _, options = _download_params(args)

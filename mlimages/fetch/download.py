@@ -24,8 +24,8 @@ from mlimages.config.params import Params
 from mlimages.config.sections import DownloadParams
 from mlimages.core.atomic import write_json_atomic
 from mlimages.data import subset
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.data.synthetic import MiniDataset, ensure_miniature
 from mlimages.data.taxonomy import Taxonomy, load_dictionary
 from mlimages.fetch.fetcher import Fetched, Fetcher, FetchFailed, FetchRules

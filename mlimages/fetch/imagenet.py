@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from mlimages.config.sections import DownloadParams
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch.fetcher import Fetched, FetchFailed, SourceError
 from mlimages.fetch.ingest import Summary, image_rules, ingest
 

@@ -20,7 +20,7 @@ from typing import Any
 from mlimages.config.sections import DownloadParams
 from mlimages.core.atomic import atomic_path
 from mlimages.core.progress import quiet, tqdm
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch.fetcher import Fetched, FetchFailed, SourceError
 from mlimages.fetch.manifest import (
     MANIFEST,

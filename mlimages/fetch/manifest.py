@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from mlimages.core.atomic import write_text_atomic
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 
 MANIFEST = "manifest.jsonl"
 LABELS = "labels.txt"

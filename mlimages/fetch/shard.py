@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mlimages.core.atomic import atomic_dir, write_json_atomic
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch.manifest import LABELS, MANIFEST, read_manifest, write_labels
 
 SHARD_FILE = "shard.json"

@@ -24,8 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 from mlimages.core.atomic import atomic_path, write_json_atomic
 from mlimages.core.progress import quiet, tqdm
-from mlimages.data.label_read import read_label_list
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.read import read_label_list
+from mlimages.data.labels.table import LabelTable
 from mlimages.input.record_format import SPARSE, Record, RecordError, encode_example, frame
 from mlimages.input.shard_index import (
     INDEX_NAME,

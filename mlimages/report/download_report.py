@@ -12,7 +12,7 @@ from PIL import Image
 from mlimages.config import layout
 from mlimages.config.params import Params
 from mlimages.data import subset
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 from mlimages.fetch import download
 from mlimages.fetch.manifest import MANIFEST, read_manifest
 

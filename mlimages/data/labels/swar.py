@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlimages.data.label_segments import spans, take_segments
+from mlimages.data.labels.segments import spans, take_segments
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONES = np.uint64(0x0101010101010101)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.data.label_builder import Parsed, TableBuilder
-from mlimages.data.label_compiled import scanner
-from mlimages.data.label_swar import Vocabulary, head_words
-from mlimages.data.label_table import INT32_MAX
+from mlimages.data.labels.builder import Parsed, TableBuilder
+from mlimages.data.labels.compiled import scanner
+from mlimages.data.labels.swar import Vocabulary, head_words
+from mlimages.data.labels.table import INT32_MAX
 
 _SLICE_BYTES = 1 << 20
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 try:  # the C scanner, built at install by setup.py where a compiler was found
-    from mlimages.data import _labelscan
+    from mlimages.data.labels import _labelscan
 except ImportError:  # pragma: no cover - exercised by installs without a compiler
     _labelscan = None
 

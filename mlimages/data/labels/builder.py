@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.table import LabelTable
 
 _PREFAULT_MIN_BYTES = 1 << 24  # output columns from this size on are mapped, their pages at once
 _MADV_POPULATE_WRITE = 23  # <linux/mman.h>; Python's mmap module names it from 3.13 on

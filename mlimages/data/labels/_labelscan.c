@@ -1,9 +1,9 @@
-/* The compiled fast path of the label-list reader (mlimages.data.label_fast, label_table): a byte
+/* The compiled fast path of the label-list reader (mlimages.data.labels.fast, .table): a byte
  * scanner for ML-Images label lists and the key-kind classifier. A C extension rather than numba
  * because a label list is read once per process: numba's import and cache load would be paid by
  * every process, while this loads at once.
  *
- * scan_lines accepts exactly what label_parse.parse_slow accepts, except exponents and
+ * scan_lines accepts exactly what parse.parse_slow accepts, except exponents and
  * confidences with more than 15 significant or 22 fractional digits, which it hands over
  * (status 1) like every malformed line, so that the reference parser stays the only source of
  * error messages. Both functions release the GIL: read_label_list runs slices in threads.

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlimages.data.label_builder import Parsed
-from mlimages.data.label_table import INT32_MAX
+from mlimages.data.labels.builder import Parsed
+from mlimages.data.labels.table import INT32_MAX
 
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # exactly what bytes.split() splits on, so both parsers agree
 _INDEX_RE = re.compile(rb"[0-9]+")

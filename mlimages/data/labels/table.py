@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlimages.core.atomic import atomic_path
-from mlimages.data.label_compiled import scanner
-from mlimages.data.label_segments import row_ids, segment_positions, spans, take_segments
-from mlimages.data.label_swar import key_kind_codes
+from mlimages.data.labels.compiled import scanner
+from mlimages.data.labels.segments import row_ids, segment_positions, spans, take_segments
+from mlimages.data.labels.swar import key_kind_codes
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 KINDS = ("file", "url", "imagenet")  # what a key names, in the order of its kind code

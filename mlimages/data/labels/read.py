@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from mlimages.core.progress import quiet, tqdm
-from mlimages.data.label_builder import TableBuilder
-from mlimages.data.label_compiled import scanner
-from mlimages.data.label_fast import FastState, parse_chunk
-from mlimages.data.label_parse import FaultFn, parse_slow
-from mlimages.data.label_swar import PAD_BYTES
-from mlimages.data.label_table import LabelTable
+from mlimages.data.labels.builder import TableBuilder
+from mlimages.data.labels.compiled import scanner
+from mlimages.data.labels.fast import FastState, parse_chunk
+from mlimages.data.labels.parse import FaultFn, parse_slow
+from mlimages.data.labels.swar import PAD_BYTES
+from mlimages.data.labels.table import LabelTable
 
 _BOM = b"\xef\xbb\xbf"
 _PIECE_BYTES = 1 << 20  # bytes read, and searched for newlines, at a time

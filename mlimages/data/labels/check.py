@@ -2,7 +2,7 @@
 
 The readers stop at the first malformed line, which is right for training and useless for
 judging a 17.6M-line list that people download from a mirror. This check reads the list with
-`label_read.read_lenient` (the same fast path; the reference parser in its reporting mode
+`read.read_lenient` (the same fast path; the reference parser in its reporting mode
 where a chunk is unusual), then looks at the whole table with vectorised passes: duplicated
 keys, class indices outside the dictionary, classes repeated on a line, labels whose parent
 is missing (closure) and the classes each kind of key uses. Every fault is counted in full
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from mlimages.data.label_parse import LabelListError
-from mlimages.data.label_read import read_lenient
-from mlimages.data.label_table import KINDS, LabelTable
+from mlimages.data.labels.parse import LabelListError
+from mlimages.data.labels.read import read_lenient
+from mlimages.data.labels.table import KINDS, LabelTable
 from mlimages.data.taxonomy import Taxonomy
 
 EXAMPLES = 10
