@@ -44,7 +44,7 @@ test-slow: $(STAMP)  ## the slow tests: e.g. two whole smoke studies give identi
 	$(BIN)/python -m pytest -q -m slow --timeout=3600
 
 # Horovod's last release (0.28.1) is source-only and compiles against TensorFlow <= 2.13 only
-# (Keras 2): its own venv, CPU, Gloo, no MPI (DESIGN §6). numpy is pinned with TensorFlow in one
+# (Keras 2): its own venv, CPU, Gloo, no MPI. numpy is pinned with TensorFlow in one
 # command because TF 2.13 needs numpy <= 1.24.3.
 HVD_VENV := .venv-horovod
 HVD_BIN := $(HVD_VENV)/bin

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlimages.core import fingerprint
+from mlimages.config import fingerprint
 
 
 def _run(folder: Path) -> None:

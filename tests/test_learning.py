@@ -1,4 +1,4 @@
-"""A model that learns nothing fails here (DESIGN §7): on the smoke miniature, pretraining
+"""A model that learns nothing fails here: on the smoke miniature, pretraining
 beats the class-prior ranking and fine-tuning from scratch beats chance.
 
 The smoke profile's own runs are a few steps (they prove the code paths); these runs are long

@@ -104,7 +104,7 @@ def test_the_authors_tiny_lists_are_clean(shared: Path) -> None:
     assert list(report.key_kinds) == ["url"]
     assert report.not_closed is not None and report.not_closed.lines > 0  # the published lists
     closed = check_list(shared / "train_urls_tiny.txt", taxonomy, expect_closed=True)
-    assert not closed.clean  # ... are not closed everywhere (DESIGN §3)
+    assert not closed.clean  # ... are not closed everywhere
 
 
 def test_cli_exit_codes_and_strict_json(planted: Path, shared: Path, capsys) -> None:

@@ -86,7 +86,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.overrides)
     params.write(params.stage_dir(layout.EXPLORE) / layout.PARAMS_FILE)
     out = explore.save(explore.load(params), params)
-    emit(json.loads((out / "metrics.json").read_text()), args.json)
+    emit(json.loads((out / layout.METRICS_FILE).read_text()), args.json)
 
 
 def cmd_subset(args: argparse.Namespace) -> None:

@@ -239,7 +239,7 @@ def save(data: ExploreData, params: Params) -> Path:
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / layout.METRICS_FILE, metrics)
     return out
 
 

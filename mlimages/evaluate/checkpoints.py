@@ -165,7 +165,7 @@ def run_evaluate_stage(params: Params, progress: bool | None = None) -> dict[str
             table.to_csv(out / f"{name}.csv", index=False)
         else:  # no fine-tuned checkpoints (any more): no table from an earlier run
             (out / f"{name}.csv").unlink(missing_ok=True)
-    write_json_atomic(out / "metrics.json", _plain(summary))
+    write_json_atomic(out / layout.METRICS_FILE, _plain(summary))
     return {"summary": summary, "result": result, "prior": prior, "taxonomy": taxonomy, **tables}
 
 
@@ -248,7 +248,7 @@ def evaluate_checkpoint(
         }
         summary |= multilabel.percent(result.summary())
         summary["prior"] = _prior_summary(prior)
-    write_json_atomic(out / "metrics.json", _plain(summary))
+    write_json_atomic(out / layout.METRICS_FILE, _plain(summary))
     return _plain(summary)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages.config import layout
-from mlimages.core import fingerprint, metrics
+from mlimages.config import fingerprint, layout
+from mlimages.core import metrics
 from mlimages.input.shard_index import SplitIndex
 from mlimages.paper.facts import EVAL_CROP_FRACTION
 
@@ -27,9 +27,9 @@ def finetuned_runs(folder: Path) -> list[tuple[int, int, Path]]:
     """(ckpt, seed, model file) of every finished run in the fine-tuning stage's `folder`, in
     order."""
     found = []
-    for path in folder.glob(f"ckpt*/seed*/{layout.MODEL_FILE}"):
-        ckpt = re.fullmatch(r"ckpt(\d+)", path.parent.parent.name)
-        seed = re.fullmatch(r"seed(\d+)", path.parent.name)
+    for path in folder.glob(f"{layout.CKPT_FOLDERS}/{layout.SEED_FOLDERS}/{layout.MODEL_FILE}"):
+        ckpt = re.fullmatch(layout.ckpt_folder(r"(\d+)"), path.parent.parent.name)
+        seed = re.fullmatch(layout.seed_folder(r"(\d+)"), path.parent.name)
         if ckpt and seed:
             found.append((int(ckpt.group(1)), int(seed.group(1)), path))
     return sorted(found)
@@ -124,7 +124,7 @@ def evaluate_runs(
 def reported_results(folder: Path) -> pd.DataFrame | None:
     """top1/top5 as notebook 05 reported them (`ckpt<N>/results.csv` in the fine-tuning
     stage's `folder`), if any."""
-    tables = [pd.read_csv(p) for p in sorted(folder.glob(f"ckpt*/{layout.RESULTS_FILE}"))]
+    tables = [pd.read_csv(p) for p in sorted(folder.glob(layout.RESULTS_FILES))]
     if not tables:
         return None
     table = pd.concat(tables)[["ckpt", "seed", "img_size", "top1", "top5"]]

@@ -258,7 +258,7 @@ def run_download_stage(params: Params) -> dict[str, Any]:
         "quality": params.download.quality,
         "subset": None if cover is None else cover.to_dict(),
     }
-    write_json_atomic(stage / "metrics.json", metrics)
+    write_json_atomic(stage / layout.METRICS_FILE, metrics)
     failures_table(summaries).to_csv(stage / "failures.csv")
     return metrics
 

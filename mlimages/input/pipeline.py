@@ -44,11 +44,15 @@ from mlimages.input.record_reader import detect_schema, read_records
 from mlimages.input.shard_index import INDEX_NAME, SplitIndex
 from mlimages.paper.facts import (
     ASPECT_RATIO_RANGE,
+    BRIGHTNESS_DELTA,
+    CONTRAST_RANGE,
+    CROP_ATTEMPTS,
     EVAL_CROP_FRACTION,
     FINETUNE_CROP,
     HUE_DELTA,
     MAX_ANGLE,
     PRETRAIN_CROP,
+    SATURATION_RANGE,
 )
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
@@ -161,7 +165,7 @@ def crop_window(
         min_object_covered=min_cover,
         aspect_ratio_range=ASPECT_RATIO_RANGE,
         area_range=(min_area, 1.0),
-        max_attempts=100,
+        max_attempts=CROP_ATTEMPTS,
         use_image_if_no_bounding_boxes=True,
     )
     return tf.stack([begin[0], begin[1], size[0], size[1]])
@@ -202,10 +206,10 @@ def distort_colour(
     """The authors' two colour orders on a float image in [0, 1] (hue jitter off at 0)."""
     s = tf.random.experimental.stateless_split(seed, 4)
     ops = {
-        "brightness": lambda x: tf.image.stateless_random_brightness(x, 32.0 / 255.0, s[0]),
-        "saturation": lambda x: tf.image.stateless_random_saturation(x, 0.5, 1.5, s[1]),
+        "brightness": lambda x: tf.image.stateless_random_brightness(x, BRIGHTNESS_DELTA, s[0]),
+        "saturation": lambda x: tf.image.stateless_random_saturation(x, *SATURATION_RANGE, s[1]),
         "hue": lambda x: tf.image.stateless_random_hue(x, hue_delta, s[2]) if hue_delta else x,
-        "contrast": lambda x: tf.image.stateless_random_contrast(x, 0.5, 1.5, s[3]),
+        "contrast": lambda x: tf.image.stateless_random_contrast(x, *CONTRAST_RANGE, s[3]),
     }
     order = (
         ("brightness", "saturation", "hue", "contrast")

@@ -177,7 +177,7 @@ def run_records_stage(params: Params, splits: Sequence[str] | None = None) -> di
         rows += [{"split": split, **asdict(s)} for s in index.shards]
     with atomic_path(out / "shards.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / layout.METRICS_FILE, metrics)
     return metrics
 
 

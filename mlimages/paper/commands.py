@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 
 from mlimages.core.verbs import Verbs, emit, json_arg
+from mlimages.paper.facts import DEPTHS, PAPER_DEPTH, PAPER_WIDTH
+
+DEPTH_HELP = (
+    f"{', '.join(map(str, list(DEPTHS)[:-1]))} or {list(DEPTHS)[-1]} (default {PAPER_DEPTH})"
+)
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--depth", type=int, default=101, help="50, 101 or 152 (default 101)")
+    parser.add_argument("--depth", type=int, default=PAPER_DEPTH, help=DEPTH_HELP)
     parser.add_argument("--num-classes", type=int, required=True)
     parser.add_argument(
         "--blocks", type=int, nargs=4, metavar="N", help="blocks per stage; overrides --depth"
     )
-    parser.add_argument("--width", type=int, default=64, help="stem filters (paper: 64)")
+    parser.add_argument(
+        "--width", type=int, default=PAPER_WIDTH, help=f"stem filters (paper: {PAPER_WIDTH})"
+    )
 
 
 def cmd_model_summary(args: argparse.Namespace) -> None:

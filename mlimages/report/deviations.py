@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from mlimages.config import layout
+from mlimages.config.fingerprint import flatten
 from mlimages.config.params import Params, find_profile, load_params
-from mlimages.core.fingerprint import flatten
 from mlimages.paper import facts
 from mlimages.report.paper_comparison import read_json
 from mlimages.report.text_tables import markdown_table
@@ -55,13 +55,13 @@ def _text(value: Any) -> str:
 
 def deviations(params: Params, results: pd.DataFrame) -> pd.DataFrame:
     """Every deviation from the paper's setup, computed from the resolved parameters and runs."""
-    download = read_json(params.run_dir / layout.DOWNLOAD / "metrics.json") or {}
+    download = read_json(params.run_dir / layout.DOWNLOAD / layout.METRICS_FILE) or {}
     splits = download.get("splits", {})
     images = splits.get("train", {}).get("ok") or plan.profile_images(params)
     classes = (
         params.model.num_classes
         or params.data.num_classes
-        or (read_json(params.run_dir / layout.EXPLORE / "metrics.json") or {})
+        or (read_json(params.run_dir / layout.EXPLORE / layout.METRICS_FILE) or {})
         .get("hierarchy", {})
         .get("classes")
         or (plan.mini_classes() if params.data.uses_miniature else "?")

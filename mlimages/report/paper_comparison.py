@@ -155,8 +155,8 @@ def _target_description(params: Params) -> str:
 def dataset_table(params: Params) -> pd.DataFrame:
     """The paper's statistics beside ours: the full list (explore) and the chosen subset
     (download); hierarchy figures on the profile's dictionary."""
-    explore = read_json(params.run_dir / layout.EXPLORE / "metrics.json") or {}
-    download = read_json(params.run_dir / layout.DOWNLOAD / "metrics.json") or {}
+    explore = read_json(params.run_dir / layout.EXPLORE / layout.METRICS_FILE) or {}
+    download = read_json(params.run_dir / layout.DOWNLOAD / layout.METRICS_FILE) or {}
     full = dict(explore.get("measured", {}))
     if params.data.dictionary:  # the authors' (or any named) dictionary: measure it here
         full.update(hierarchy_figures(params))

@@ -59,7 +59,7 @@ FIGURES = ("checkpoints.png", "dataset_statistics.png", "loss_coefficients.png")
 
 
 def results_paths(params: Params) -> list[Path]:
-    return sorted((params.run_dir / layout.FINETUNE).glob(f"ckpt*/{layout.RESULTS_FILE}"))
+    return sorted((params.run_dir / layout.FINETUNE).glob(layout.RESULTS_FILES))
 
 
 def load_results(params: Params) -> pd.DataFrame:
@@ -143,7 +143,7 @@ def build(params: Params) -> dict[str, Any]:
     table = comparison(results, params)
     differences = parameter_differences(params)
     devs = deviations(params, results)
-    download = read_json(params.run_dir / layout.DOWNLOAD / "metrics.json") or {}
+    download = read_json(params.run_dir / layout.DOWNLOAD / layout.METRICS_FILE) or {}
     images = download.get("splits", {}).get("train", {}).get("ok") or plan.profile_images(params)
     claims = verdicts.claim_results(results, params)
     multilabel = verdicts.read_multilabel(params.run_dir / layout.EVALUATE / "multilabel.csv")
@@ -212,7 +212,7 @@ def save(report: dict[str, Any], params: Params) -> Path:
         fig.savefig(out / name, dpi=100, metadata={"Software": None})
         plt.close(fig)
     write_json_atomic(
-        out / "metrics.json",
+        out / layout.METRICS_FILE,
         {
             "claims": _records(report["claims"]),
             "checkpoints": report["comparison"].replace({np.nan: None}).to_dict("records"),

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlimages.config import layout
 from mlimages.config.sections import PipelineParams
 from mlimages.core.atomic import write_json_atomic
 from mlimages.input.legacy_records import LEGACY_DENSE
 from mlimages.input.record_format import label_features
 from mlimages.input.record_reader import read_records
 from mlimages.input.shard_index import SplitIndex
+from mlimages.paper.facts import PAPER_CLASSES
 
 
 def plot_shards(table: pd.DataFrame):
@@ -37,7 +39,7 @@ def plot_shards(table: pd.DataFrame):
 
 
 def label_bytes_table(
-    index: SplitIndex, paper_classes: int = 11_166, sample: int = 512
+    index: SplitIndex, paper_classes: int = PAPER_CLASSES, sample: int = 512
 ) -> pd.DataFrame:
     """Serialized label bytes a record: ours against the authors' dense schema, at this
     split's class count and at the paper's 11,166 (over the first `sample` records)."""
@@ -100,7 +102,7 @@ def save_report(out: Path, tables: dict[str, pd.DataFrame], figures: dict[str, A
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)
-    path = out / "metrics.json"
+    path = out / layout.METRICS_FILE
     metrics = json.loads(path.read_text()) if path.is_file() else {}
     metrics["pipeline"] = {name: t.to_dict(orient="records") for name, t in tables.items()}
     write_json_atomic(path, metrics)

@@ -30,7 +30,7 @@ def plot_pretrain_curves(out: Path):
 
     log = pd.DataFrame(read_log(out))
     if log.empty:
-        raise ValueError(f"{out / 'log.jsonl'}: no logged steps yet")
+        raise ValueError(f"{out / layout.LOG_FILE}: no logged steps yet")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     log.plot(x="step", y="loss", ax=axes[0], title="training loss", legend=False)
     log.plot(x="step", y="learning_rate", ax=axes[1], title="learning rate", legend=False)
@@ -63,7 +63,9 @@ def plot_coefficients(out: Path):
         return fig
     log = pd.DataFrame(read_log(out))
     if "coef_median" not in log.columns:
-        raise ValueError(f"{out / 'log.jsonl'}: no loss coefficients (multi-label runs log them)")
+        raise ValueError(
+            f"{out / layout.LOG_FILE}: no loss coefficients (multi-label runs log them)"
+        )
     log = log.dropna(subset=["coef_median"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     axes[0].fill_between(log["step"], log["coef_p10"], log["coef_p90"], alpha=0.3, label="10-90%")
@@ -161,7 +163,7 @@ def paper_comparison(params: Params, ckpt: int):
     paper's, base size beside 224 and large beside 299."""
     import pandas as pd
 
-    metrics = json.loads((finetune.ckpt_dir(params, ckpt) / "metrics.json").read_text())
+    metrics = json.loads((finetune.ckpt_dir(params, ckpt) / layout.METRICS_FILE).read_text())
     paper = metrics["paper"] or {}
     f = params.finetune
     rows = []

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlimages.config import layout
+from mlimages.config import fingerprint, layout
 from mlimages.config.params import Params, load_params
-from mlimages.core import fingerprint, stats
+from mlimages.core import stats
 from mlimages.core.atomic import (
     atomic_path,
     copy_files_atomic,
@@ -61,7 +61,7 @@ def _pins(params: Params) -> dict[str, Any]:
 
 def _base_rows(run_dir: Path, ckpt: int, size: int) -> pd.DataFrame:
     """One checkpoint's fine-tuning results (`results.csv`) at one evaluation size."""
-    path = run_dir / layout.FINETUNE / f"ckpt{ckpt}" / layout.RESULTS_FILE
+    path = run_dir / layout.FINETUNE / layout.ckpt_folder(ckpt) / layout.RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no fine-tuning results; the sweep did not run ckpt {ckpt}"

@@ -25,9 +25,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mlimages.config import layout
+from mlimages.config import fingerprint, layout
 from mlimages.config.params import Params, ParamsError, load_params
-from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic, write_text_atomic
 
 SWEEPS = "sweeps"  # folder of the base run that holds the sweeps
@@ -145,7 +144,7 @@ def reusable(candidate: Path, stage: str, params: Params) -> bool:
         return _same_pretraining(candidate / layout.PRETRAIN, params)
     marker = candidate / (layout.EXPLORE if stage == layout.DATA else stage)
     saved = _saved_params(marker)
-    if saved is None or not (marker / "metrics.json").is_file():  # metrics.json: it finished
+    if saved is None or not (marker / layout.METRICS_FILE).is_file():  # metrics.json: it finished
         return False
     return stage_inputs(saved, stage) == stage_inputs(params, stage)
 
@@ -154,7 +153,7 @@ def _same_pretraining(folder: Path, params: Params) -> bool:
     """A finished pretraining of exactly these values and steps (its fingerprint.json)."""
     from mlimages.train import pretrain
 
-    recorded, metrics = folder / fingerprint.FILE, folder / "metrics.json"
+    recorded, metrics = folder / fingerprint.FILE, folder / layout.METRICS_FILE
     if not (recorded.is_file() and metrics.is_file() and (folder / layout.MODEL_FILE).is_file()):
         return False
     if json.loads(metrics.read_text()).get("steps") != params.pretrain.steps:
@@ -274,7 +273,7 @@ def results_table(runs: list[PointRun]) -> pd.DataFrame:
     keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
     frames = []
     for run in runs:
-        paths = sorted((run.run_dir / layout.FINETUNE).glob(f"ckpt*/{layout.RESULTS_FILE}"))
+        paths = sorted((run.run_dir / layout.FINETUNE).glob(layout.RESULTS_FILES))
         found = pd.concat([pd.read_csv(p) for p in paths]) if paths else pd.DataFrame()
         if found.empty:
             found = pd.DataFrame([{c: None for c in TABLE_COLUMNS[1:]}])

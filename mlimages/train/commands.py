@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from mlimages.core.verbs import Verbs, emit, json_arg, profile_args
+from mlimages.paper.commands import DEPTH_HELP
+from mlimages.paper.facts import BASE_SIZE, PAPER_CLASSES, PAPER_DEPTH, PAPER_WIDTH
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -125,11 +127,11 @@ def add_plan(verbs: Verbs) -> None:
     p.add_argument("--paper", action="store_true", help="the paper's run, with the arithmetic")
     p.add_argument("--images", type=int, help="training images (omit: plan the --params profile)")
     p.add_argument("--epochs", type=float)
-    p.add_argument("--depth", type=int, default=101, help="50, 101 or 152 (default 101)")
+    p.add_argument("--depth", type=int, default=PAPER_DEPTH, help=DEPTH_HELP)
     p.add_argument("--blocks", type=int, nargs=4, metavar="N", help="overrides --depth")
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--num-classes", type=int, default=11166)
+    p.add_argument("--width", type=int, default=PAPER_WIDTH)
+    p.add_argument("--image-size", type=int, default=BASE_SIZE)
+    p.add_argument("--num-classes", type=int, default=PAPER_CLASSES)
     p.add_argument("--gpu", help="a GPU of mlimages.train.plan.GPUS (default: A100-80GB)")
     p.add_argument("--gpus", type=int, help="GPU count (default 1)")
     p.add_argument("--images-per-s", type=float, help="measured training rate a GPU")

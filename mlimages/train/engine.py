@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mlimages.config import layout
 from mlimages.config.layout import MODEL_FILE
 from mlimages.core.atomic import atomic_path, dumps_json, write_json_atomic, write_text_atomic
 from mlimages.core.progress import quiet, tqdm
@@ -101,7 +102,11 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
         tracked["counters"] = counters
     checkpoint = tf.train.Checkpoint(**tracked)
     # Every worker must take part in a save (it is collective); only the chief keeps its copy.
-    ckpt_dir = task.out / "ckpt" if worker.is_chief else Path(tempfile.mkdtemp(prefix="ckpt-"))
+    ckpt_dir = (
+        task.out / layout.CHECKPOINTS_DIR
+        if worker.is_chief
+        else Path(tempfile.mkdtemp(prefix="ckpt-"))
+    )
     manager = tf.train.CheckpointManager(
         checkpoint, str(ckpt_dir), max_to_keep=task.keep_checkpoints
     )
@@ -277,7 +282,7 @@ def run(task: TrainTask, strategy, hvd=None) -> dict[str, Any]:
         "seconds": time.monotonic() - started,
     }
     if worker.is_chief:
-        write_json_atomic(task.out / "metrics.json", result)
+        write_json_atomic(task.out / layout.METRICS_FILE, result)
     return result
 
 
@@ -289,17 +294,19 @@ def coefficient_summary(positive_streak: np.ndarray) -> dict[str, float]:
     the quantiles show whether classes spread over the range or sit at the floor, as they do
     when every class is in every batch.
     """
+    from mlimages.paper.facts import COEF_SCALE, POS_COEF_FLOOR, POS_STREAK_OFFSET
+
     t = positive_streak[positive_streak > 0]
     if t.size == 0:
         return {"positive_classes": 0}
-    coef = np.maximum(-np.log10((0.01 + t) / 10.0), 0.01)
+    coef = np.maximum(-np.log10((POS_STREAK_OFFSET + t) / COEF_SCALE), POS_COEF_FLOOR)
     p10, p50, p90 = np.quantile(coef, [0.1, 0.5, 0.9])
     return {
         "positive_classes": int(t.size),
         "coef_p10": float(p10),
         "coef_median": float(p50),
         "coef_p90": float(p90),
-        "coef_at_floor": float(np.mean(coef <= 0.01)),
+        "coef_at_floor": float(np.mean(coef <= POS_COEF_FLOOR)),
     }
 
 
@@ -323,7 +330,7 @@ class _Log:
 
     def __init__(self, out: Path, worker: WorkerInfo, resumed_from: int) -> None:
         self.enabled = worker.is_chief
-        self.path = out / "log.jsonl"
+        self.path = out / layout.LOG_FILE
         self.writer = None
         if not self.enabled:
             return
@@ -365,7 +372,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def read_log(out: Path) -> list[dict[str, Any]]:
-    path = out / "log.jsonl"
+    path = out / layout.LOG_FILE
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -373,7 +380,7 @@ def read_log(out: Path) -> list[dict[str, Any]]:
 
 def last_logged_step(out: Path) -> int:
     """The last step in `out/log.jsonl` (0 before the first log line); cheap enough to poll."""
-    path = out / "log.jsonl"
+    path = out / layout.LOG_FILE
     lines = path.read_text().splitlines() if path.is_file() else []
     return json.loads(lines[-1])["step"] if lines else 0
 

@@ -29,10 +29,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlimages.config import layout
+from mlimages.config import fingerprint, layout
 from mlimages.config.params import Params
 from mlimages.config.training import CheckpointSetting, FinetuneParams
-from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic, write_text_atomic
 from mlimages.paper.facts import PAPER_SIZES, model_name, paper_accuracy
 from mlimages.train import finetune_task
@@ -100,11 +99,11 @@ def eval_sizes(f: FinetuneParams) -> list[int]:
 
 
 def ckpt_dir(params: Params, ckpt: int) -> Path:
-    return params.stage_dir(STAGE) / f"ckpt{ckpt}"
+    return params.stage_dir(STAGE) / layout.ckpt_folder(ckpt)
 
 
 def seed_dir(params: Params, ckpt: int, seed: int) -> Path:
-    return ckpt_dir(params, ckpt) / f"seed{seed}"
+    return ckpt_dir(params, ckpt) / layout.seed_folder(seed)
 
 
 def init_source(params: Params) -> Path:
@@ -171,7 +170,7 @@ def task_for(
 
 def _finished(out: Path, steps: int) -> bool:
     """A complete run of `steps` steps: its model is saved and its metrics say so."""
-    metrics = out / "metrics.json"
+    metrics = out / layout.METRICS_FILE
     if not (out / layout.MODEL_FILE).is_file() or not metrics.is_file():
         return False
     return json.loads(metrics.read_text()).get("steps", 0) >= steps
@@ -243,7 +242,7 @@ def run_seed(
                 "steps": f.steps,
             }
         )
-    write_json_atomic(out / "eval.json", {"rows": rows})
+    write_json_atomic(out / layout.EVAL_FILE, {"rows": rows})
     return rows
 
 
@@ -293,7 +292,7 @@ def collect(params: Params, ckpt: int) -> dict[str, Any]:
     out = ckpt_dir(params, ckpt)
     rows = []
     for seed in params.finetune.seeds:
-        path = seed_dir(params, ckpt, seed) / "eval.json"
+        path = seed_dir(params, ckpt, seed) / layout.EVAL_FILE
         if path.is_file():
             rows += json.loads(path.read_text())["rows"]
     lines = [",".join(RESULT_COLUMNS)]
@@ -313,7 +312,7 @@ def collect(params: Params, ckpt: int) -> dict[str, Any]:
         "paper": paper_numbers(ckpt),
         "rows": rows,
     }
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / layout.METRICS_FILE, metrics)
     return metrics
 
 

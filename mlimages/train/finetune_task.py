@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlimages.config import layout
 from mlimages.config.sections import PipelineParams
 from mlimages.config.training import CheckpointSetting, FinetuneParams, ModelParams
 from mlimages.core.atomic import write_json_atomic
@@ -72,7 +73,7 @@ def _initializer(source: Path, out: Path):
             "skipped": report.skipped,
             "unused": report.unused,
         }
-        write_json_atomic(out / "init.json", summary)
+        write_json_atomic(out / layout.INIT_FILE, summary)
         return summary
 
     return initialize
@@ -231,7 +232,7 @@ def build_task(
                 model, training_batches(schedule[0][2], max(f.precise_bn_batches, 1)), True
             )
             summary = {"source": "random initialisation", "bn_statistics_from_target": layers}
-            write_json_atomic(out / "init.json", summary)
+            write_json_atomic(out / layout.INIT_FILE, summary)
             return summary
 
     def dataset_fn(ctx, start_step: int):

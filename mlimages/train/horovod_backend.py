@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlimages.config import layout
 from mlimages.train.distributed import WorkerInfo
 
 VENV = Path(__file__).resolve().parents[2] / ".venv-horovod"  # what `make horovod-env` builds
@@ -67,7 +68,7 @@ def launch(argv: list[str], workers: int, out: Path) -> dict[str, Any]:
     """
     log_dir = out / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
-    result = out / "metrics.json"
+    result = out / layout.METRICS_FILE
     result.unlink(missing_ok=True)  # written afresh by rank 0 when it finishes
     command = horovodrun_command(argv, workers, horovod_python(), log_dir)
     with open(log_dir / "horovodrun.log", "w") as log:

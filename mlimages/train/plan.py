@@ -440,7 +440,7 @@ def profile_plan(params: Params, gpu: str | None = None, gpus: int = 1) -> Plan:
 def _stored_bytes(params: Params) -> tuple[float, float]:
     """(stored, original) bytes an image: the profile's own download if it ran at this
     `max_side`, else the subset module's estimate and the plan section's original size."""
-    metrics = params.run_dir / layout.DOWNLOAD / "metrics.json"
+    metrics = params.run_dir / layout.DOWNLOAD / layout.METRICS_FILE
     if metrics.is_file():
         measured = measured_bytes(metrics)
         if measured.max_side == params.download.max_side:

@@ -13,11 +13,10 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlimages.config import layout
+from mlimages.config import fingerprint, layout
 from mlimages.config.params import Params
 from mlimages.config.sections import PipelineParams
 from mlimages.config.training import LossParams, ModelParams, PretrainParams, ScheduleParams
-from mlimages.core import fingerprint
 from mlimages.core.atomic import write_json_atomic
 from mlimages.train.launch import follow as follow_run
 from mlimages.train.launch import start, verb_command
@@ -206,7 +205,7 @@ _NOT_IN_THE_WEIGHTS = {
 
 def _latest_checkpoint_step(out: Path) -> int:
     """The step of the newest checkpoint in `out/ckpt` (0 when there is none)."""
-    steps = [int(p.stem.split("-")[1]) for p in (out / "ckpt").glob("ckpt-*.index")]
+    steps = [int(p.stem.split("-")[1]) for p in (out / layout.CHECKPOINTS_DIR).glob("ckpt-*.index")]
     return max(steps, default=0)
 
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlimages.config import layout
 from mlimages.core.atomic import dumps_json, write_text_atomic
 
 FILE = "fingerprint.json"
@@ -48,7 +49,7 @@ def file_digest(path: Path) -> str:
     recorded = path.parent / FILE
     if recorded.is_file():
         values = json.loads(recorded.read_text())
-        metrics = path.parent / "metrics.json"  # the steps it ran (a longer run resumes)
+        metrics = path.parent / layout.METRICS_FILE  # the steps it ran (a longer run resumes)
         if metrics.is_file():
             values["run.steps"] = json.loads(metrics.read_text()).get("steps")
         return digest(values)
@@ -68,14 +69,11 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
-# What a training run leaves in its folder (mlimages.train.engine, fine-tuning); launch logs stay.
-ARTEFACTS = ("ckpt", "model.keras", "log.jsonl", "metrics.json", "init.json", "eval.json")
-
-
 def prepare(folder: Path, values: dict[str, Any], label: str) -> bool:
     """Make `folder` hold a run of `values`: keep its artefacts when its fingerprint matches
-    (resume, or reuse a finished run), else remove them (`ARTEFACTS`; other files such as the
-    launcher's log stay) and record the new fingerprint. Returns True when it removed any."""
+    (resume, or reuse a finished run), else remove them (`layout.TRAINING_ARTEFACTS`; other
+    files such as the launcher's log stay) and record the new fingerprint. Returns True when it
+    removed any."""
     recorded = folder / FILE
     if recorded.is_file():
         changes = changed_keys(json.loads(recorded.read_text()), values)
@@ -93,7 +91,7 @@ def prepare(folder: Path, values: dict[str, Any], label: str) -> bool:
 
 def clear(folder: Path, label: str, why: str) -> bool:
     """Remove a run's artefacts from `folder`, saying why on stderr; True when there were any."""
-    present = [folder / name for name in ARTEFACTS if (folder / name).exists()]
+    present = [folder / name for name in layout.TRAINING_ARTEFACTS if (folder / name).exists()]
     if present:
         print(f"{label}: {why}; starting afresh", file=sys.stderr)
     for path in present:
