@@ -1,0 +1,2 @@
+"""The download stage (notebook 02): fetching, ImageNet extraction, validation, the
+manifest, shards across machines."""

@@ -1,0 +1,1 @@
+"""Label lists: the CSR label table, the reader and its fast paths, the integrity check."""
