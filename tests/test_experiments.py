@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mlimages.config.params import load_params
-from mlimages.study import experiments
+from mlimages.study import experiment_report, experiments
 
 matplotlib.use("Agg")
 
@@ -43,7 +43,7 @@ def test_every_arm_is_paired_by_seed_against_the_papers_loss() -> None:
     against_asl = experiments.loss_summary(_loss_table(), {"sigmoid": "asl"})
     row = against_asl[(against_asl["loss"] == "sigmoid") & (against_asl["metric"] == "map")]
     assert row["against"].iloc[0] == "asl" and row["difference"].iloc[0] == pytest.approx(-5.0)
-    assert "`sigmoid` against `paper`: mAP -5.0 [" in experiments.loss_findings(summary)
+    assert "`sigmoid` against `paper`: mAP -5.0 [" in experiment_report.loss_findings(summary)
 
 
 def test_loss_points_pair_pretraining_and_transfer_seeds_and_keep_the_data() -> None:
@@ -69,7 +69,7 @@ def test_gains_are_paired_differences_to_the_from_scratch_checkpoint() -> None:
     ckpt2 = summary[summary["ckpt"] == 2].set_index("k")
     assert ckpt2.loc[1, "gain"] == pytest.approx(8.0) and ckpt2.loc[4, "gain"] == pytest.approx(2.0)
     assert summary[summary["ckpt"] == 1]["gain"].isna().all()
-    fig = experiments.plot_data_efficiency(table, summary)
+    fig = experiment_report.plot_data_efficiency(table, summary)
     assert fig.axes[1].get_xscale() == "log"
     assert any(experiments.PAPER_K in line.get_xdata() for line in fig.axes[1].lines)
 
@@ -98,7 +98,7 @@ def test_novel_gains_stand_beside_the_seen_tasks() -> None:
     assert gains.iloc[0] == pytest.approx(20.0) and gains.iloc[1] == pytest.approx(10.0)
     assert "seen" in gains.index[0] and "novel" in gains.index[1]
     assert len(experiments.novel_summary(novel, efficiency, 8)) == 2  # no seen run at K = 8
-    assert experiments.plot_novel_classes(summary).axes
+    assert experiment_report.plot_novel_classes(summary).axes
 
 
 def test_frequency_thirds_rank_classes_by_training_images(
@@ -116,11 +116,42 @@ def test_frequency_thirds_rank_classes_by_training_images(
     assert len(set(np.concatenate([head, middle, tail]))) == sum(map(len, (head, middle, tail)))
 
 
+def test_the_figures_stand_beside_the_class_prior_and_chance(
+    smoke_stages: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlimages.input import records
+
+    monkeypatch.setenv("MLIMAGES_RUNS", str(smoke_stages))
+    params = load_params("smoke")
+    thirds = experiments.frequency_thirds(params)
+    train = np.asarray(records.split_index(params.run_dir, "train").images_per_class)
+    rng = np.random.default_rng(0)
+    labels = (rng.random((40, len(train))) < train / train.max() / 2).astype(np.float16)
+    np.save(tmp_path / "labels.npy", labels)
+    prior = experiments.prior_quality(params, tmp_path / "labels.npy", thirds)
+    assert set(prior) == set(experiments.PRIOR_COLUMNS)
+    assert all(0 <= value <= 100 for value in prior.values())
+    # A prior ranks every image alike: its AP of a class is no better than the class's share
+    # of positive images, so the head third (the most frequent classes) scores highest.
+    assert prior["prior_map_head"] > prior["prior_map_tail"]
+
+    loss = _loss_table().assign(**prior)
+    table = experiments.baselines(params, loss).set_index("baseline")["value"]
+    target = records.split_index(params.run_dir, "target_val").num_classes
+    assert table["chance top-1, target task"] == pytest.approx(100 / target, abs=1e-3)
+    assert table["class-prior mAP, all classes"] == pytest.approx(prior["prior_map"])
+    fig = experiment_report.plot_loss_ablation(loss, experiments.chance_top1(params))
+    drawn = [s[0][1] for c in fig.axes[0].collections for s in c.get_segments()]
+    assert any(np.isclose(y, prior["prior_map"]) for y in drawn)  # the class prior's bar
+    assert any(np.isclose(line.get_ydata()[0], 100 / target) for line in fig.axes[1].lines)
+
+
 def test_saving_and_publishing_write_the_tables_and_the_readme_section(
     tmp_path: Path, runs: Path
 ) -> None:
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{experiments.README_START}\nold\n{experiments.README_END}\nend\n")
+    start, end = experiment_report.README_START, experiment_report.README_END
+    readme.write_text(f"intro\n{start}\nold\n{end}\nend\n")
     params = load_params(
         "smoke", {"report.publish_dir": str(tmp_path / "results"), "report.readme": str(readme)}
     )
@@ -140,16 +171,19 @@ def test_saving_and_publishing_write_the_tables_and_the_readme_section(
         "loss_ablation": loss, "loss_ablation_summary": summary,
         "data_efficiency": table, "data_efficiency_summary": k_summary,
         "novel_classes": novel, "novel_classes_summary": n_summary,
+        "baselines": pd.DataFrame([{"baseline": "chance top-1, target task", "value": 5.0}]),
     }  # fmt: skip
     figures = {
-        "loss_ablation": experiments.plot_loss_ablation(loss),
-        "data_efficiency": experiments.plot_data_efficiency(table, k_summary),
-        "novel_classes": experiments.plot_novel_classes(n_summary),
+        "loss_ablation": experiment_report.plot_loss_ablation(loss),
+        "data_efficiency": experiment_report.plot_data_efficiency(table, k_summary),
+        "novel_classes": experiment_report.plot_novel_classes(n_summary),
     }
-    out = experiments.save(params, tables, figures)
-    section = experiments.readme_section(params, summary, k_summary, n_summary)
-    written = experiments.publish(params, out, section)
-    assert len(written) == len(experiments.FILES) + 1
+    out = experiment_report.save(params, tables, figures)
+    section = experiment_report.readme_section(
+        params, summary, k_summary, n_summary, tables["baselines"]
+    )
+    written = experiment_report.publish(params, out, section)
+    assert len(written) == len(experiment_report.FILES) + 1
     published = pd.read_csv(tmp_path / "results" / "experiments" / "loss_ablation.csv")
     assert list(published.columns) == list(experiments.LOSS_COLUMNS)
     text = readme.read_text()

@@ -21,18 +21,15 @@ from mlimages.config import fingerprint, layout
 from mlimages.config.params import Params, load_params
 from mlimages.core import stats
 from mlimages.core.atomic import (
-    atomic_path,
-    copy_files_atomic,
     write_json_atomic,
-    write_text_atomic,
 )
 from mlimages.study import sweep
 
 STAGE = layout.EXPERIMENTS
-LOSS_COLUMNS = (
-    "loss", "seed", "map", "f1_at_5", "map_head", "map_middle", "map_tail", "transfer_top1",
-)  # fmt: skip
-LOSS_METRICS = LOSS_COLUMNS[2:]
+LOSS_METRICS = ("map", "f1_at_5", "map_head", "map_middle", "map_tail", "transfer_top1")
+# The class-prior ranking's mAP on the same validation images: what the arms' mAP stands beside.
+PRIOR_COLUMNS = ("prior_map", "prior_map_head", "prior_map_middle", "prior_map_tail")
+LOSS_COLUMNS = ("loss", "seed", *LOSS_METRICS, *PRIOR_COLUMNS)
 EFFICIENCY_COLUMNS = ("ckpt", "k", "seed", "top1", "top5")
 NOVEL_COLUMNS = ("ckpt", "seed", "top1", "top5")
 THIRDS = ("head", "middle", "tail")
@@ -41,13 +38,6 @@ FROM_SCRATCH = 1  # the checkpoint every transfer gain is measured against
 # ImageNet-1k's training set: 1,281,167 images of 1,000 classes, where the paper's +1.0 lies.
 PAPER_K = 1281
 PAPER_COMPARISON = (2, 1, 224)  # its ckpt 2 - ckpt 1 at 224 px
-README_START = "<!-- experiments:start -->"
-README_END = "<!-- experiments:end -->"
-FILES = (
-    "loss_ablation.csv", "loss_ablation_summary.csv", "loss_ablation.png",
-    "data_efficiency.csv", "data_efficiency_summary.csv", "data_efficiency.png",
-    "novel_classes.csv", "novel_classes_summary.csv", "novel_classes.png",
-)  # fmt: skip
 
 
 def _pins(params: Params) -> dict[str, Any]:
@@ -129,6 +119,21 @@ def pretrain_quality(point: Params, thirds: dict[str, np.ndarray]) -> dict[str, 
     return quality
 
 
+def prior_quality(params: Params, labels: Path, thirds: dict[str, np.ndarray]) -> dict[str, float]:
+    """The class-prior ranking's mAP (every image ranks the classes by their share of the
+    training images) overall and by frequency third, on the validation targets in `labels`:
+    what a model that ignores the image gets."""
+    from mlimages.evaluate import multilabel
+    from mlimages.input import records
+
+    prior = multilabel.class_prior(records.split_index(params.run_dir, "train"))
+    found = multilabel.prior_multilabel(prior, labels, (1,), progress=False)
+    quality = {"prior_map": _pct(found.map)}
+    for name, classes in thirds.items():
+        quality[f"prior_map_{name}"] = _pct(np.nanmean(found.average_precision[classes]))
+    return quality
+
+
 def _thirds_key(thirds: dict[str, np.ndarray]) -> str:
     return fingerprint.digest({name: classes.tolist() for name, classes in thirds.items()})
 
@@ -159,7 +164,33 @@ def run_loss_ablation(profile: str, overrides: dict[str, Any] | None = None) -> 
                 "transfer_top1": float(top1.loc[top1["seed"] == seed, "top1"].iloc[0]),
             }
         )
-    return pd.DataFrame(rows, columns=list(LOSS_COLUMNS))
+    # Every arm was scored on the same validation records (targets saved by pretrain_quality):
+    # one class prior beside all of them.
+    labels = runs[0].run_dir / STAGE / "pretrain_eval" / "labels.npy"
+    prior = prior_quality(params, labels, thirds)
+    return pd.DataFrame([{**row, **prior} for row in rows], columns=list(LOSS_COLUMNS))
+
+
+def chance_top1(params: Params, task: str = "target") -> float:
+    """Top-1 (%) of a uniform guess on a task's validation records."""
+    from mlimages.input import records
+
+    return 100 / records.split_index(params.run_dir, f"{task}_val").num_classes
+
+
+def baselines(params: Params, loss: pd.DataFrame) -> pd.DataFrame:
+    """What every figure of the experiments stands beside: the class-prior ranking's mAP (the
+    loss ablation's, overall and by third) and chance top-1 on the target and the novel task."""
+    prior = loss[list(PRIOR_COLUMNS)].iloc[0] if len(loss) else pd.Series(dtype=float)
+    parts = ("all classes", *(f"{third} third" for third in THIRDS))
+    rows = [
+        {"baseline": f"class-prior mAP, {part}", "value": _round(prior.get(column, np.nan))}
+        for column, part in zip(PRIOR_COLUMNS, parts, strict=True)
+    ]
+    for task in ("target", "novel"):
+        chance = _round(chance_top1(params, task))
+        rows.append({"baseline": f"chance top-1, {task} task", "value": chance})
+    return pd.DataFrame(rows, columns=["baseline", "value"])
 
 
 def reading(low: float, high: float) -> str:
@@ -295,191 +326,3 @@ def novel_summary(novel: pd.DataFrame, efficiency: pd.DataFrame | None, k_all: i
         seen = efficiency[efficiency["k"] == k_all].drop(columns="k")
         tasks.insert(0, seen.assign(task="seen leaves (the target task)"))
     return gains(pd.concat(tasks, ignore_index=True), "task")
-
-
-# --- figures ------------------------------------------------------------------------------------
-
-
-def _half_width(values: np.ndarray) -> float:
-    interval = stats.mean_interval(values)
-    return 0.0 if np.isnan(interval.high) else interval.high - interval.mean
-
-
-def plot_loss_ablation(table: pd.DataFrame):
-    """mAP overall and by frequency third, and the transfer, per arm (mean, 95% interval)."""
-    import matplotlib.pyplot as plt
-
-    arms = list(dict.fromkeys(table["loss"]))
-    metrics = ["map", "map_head", "map_middle", "map_tail"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 1.4]})
-    width = 0.8 / len(arms)
-    for i, arm in enumerate(arms):
-        own = table[table["loss"] == arm]
-        means = [own[m].mean() for m in metrics]
-        errors = [_half_width(own[m].to_numpy()) for m in metrics]
-        x = np.arange(len(metrics)) + (i - (len(arms) - 1) / 2) * width
-        axes[0].bar(x, means, width, yerr=errors, capsize=2, label=arm)
-        axes[1].bar(
-            i, own["transfer_top1"].mean(), yerr=_half_width(own["transfer_top1"].to_numpy()),
-            capsize=3,
-        )  # fmt: skip
-    axes[0].set_xticks(range(len(metrics)), ["all classes", "head third", "middle", "tail"])
-    axes[0].set_ylabel("validation mAP (%)")
-    axes[0].set_title("pretraining: mAP by training frequency")
-    axes[0].legend(fontsize=7)
-    axes[1].set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=7)
-    axes[1].set_ylabel("top-1 (%)")
-    axes[1].set_title("transfer (ckpt 2 top-1)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_data_efficiency(table: pd.DataFrame, summary: pd.DataFrame):
-    """Top-1 against K per checkpoint, and the gain over ckpt 1 against K with the paper's
-    point (ImageNet, 1,281 images a class) where it falls on the same axis."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    for ckpt in sorted(set(table["ckpt"])):
-        own = table[table["ckpt"] == ckpt]
-        ks = sorted(set(own["k"]))
-        means = [own[own["k"] == k]["top1"].mean() for k in ks]
-        errors = [_half_width(own[own["k"] == k]["top1"].to_numpy()) for k in ks]
-        axes[0].errorbar(ks, means, yerr=errors, marker="o", capsize=3, label=f"ckpt {ckpt}")
-    with_gain = summary.dropna(subset=["gain"])
-    for ckpt in sorted(set(with_gain["ckpt"])):
-        own = with_gain[with_gain["ckpt"] == ckpt]
-        low = (own["gain"] - own["low"].astype(float)).fillna(0)
-        high = (own["high"].astype(float) - own["gain"]).fillna(0)
-        axes[1].errorbar(
-            own["k"], own["gain"], yerr=[low, high], marker="o", capsize=3,
-            label=f"ckpt {ckpt} - ckpt {FROM_SCRATCH}",
-        )  # fmt: skip
-    axes[1].plot([PAPER_K], [paper_gain()], marker="*", markersize=14, linestyle="none",
-                 color="black", label="paper: ckpt 2 - 1, ImageNet (1,281 a class)")  # fmt: skip
-    axes[1].axhline(0, color="grey", linewidth=0.8)
-    for ax, title in zip(axes, ("top-1 against K", "gain over from-scratch"), strict=True):
-        ax.set_xscale("log")
-        ax.set_xlabel("training images a class (K, log scale)")
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("top-1 (%)")
-    axes[1].set_ylabel("top-1 points (95% interval)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_novel_classes(summary: pd.DataFrame):
-    """Gains over ckpt 1 on seen and on novel leaves, per checkpoint (95% intervals)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    rows = summary.dropna(subset=["gain"]).reset_index(drop=True)
-    labels = [f"ckpt {r.ckpt}\n{r.task.split(' (')[0]}" for r in rows.itertuples()]
-    low = (rows["gain"] - rows["low"].astype(float)).fillna(0)
-    high = (rows["high"].astype(float) - rows["gain"]).fillna(0)
-    ax.bar(range(len(rows)), rows["gain"], yerr=[low, high], capsize=4)
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylabel(f"top-1 gain over ckpt {FROM_SCRATCH} (points)")
-    ax.set_title("transfer to seen and to novel leaves")
-    fig.tight_layout()
-    return fig
-
-
-# --- saving and publishing ----------------------------------------------------------------------
-
-
-def save(params: Params, tables: dict[str, pd.DataFrame], figures: dict[str, Any]) -> Path:
-    """Tables as CSV, figures as PNG, into `<run>/experiments/` (write, then rename)."""
-    out = params.stage_dir(STAGE)
-    for name, frame in tables.items():
-        write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False))
-    for name, fig in figures.items():
-        with atomic_path(out / f"{name}.png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    return out
-
-
-def _interval(row: pd.Series, column: str) -> str:
-    """`+3.4 [+2.9, +4.0]` from a summary row's difference column and its interval."""
-    if pd.isna(row["low"]):
-        return f"{row[column]:+.1f} (no interval)"
-    return f"{row[column]:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]"
-
-
-def loss_findings(summary: pd.DataFrame) -> str:
-    """One clause an arm: its overall, head and tail mAP against its reference arm."""
-    sentences = []
-    for arm in dict.fromkeys(summary.loc[summary["against"].notna(), "loss"]):
-        rows = summary[summary["loss"] == arm].set_index("metric")
-        reference = rows["against"].iloc[0]
-        parts = [
-            f"{label} {_interval(rows.loc[metric], 'difference')}"
-            for metric, label in (("map", "mAP"), ("map_head", "head"), ("map_tail", "tail"))
-        ]
-        sentences.append(f"`{arm}` against `{reference}`: " + ", ".join(parts))
-    return "; ".join(sentences) + " (mAP points)."
-
-
-def gain_findings(summary: pd.DataFrame, by: str, ckpt: int) -> str:
-    """`ckpt`'s gain over ckpt 1 at every value of `by`, in order."""
-    rows = summary[summary["ckpt"] == ckpt]
-    return ", ".join(f"{row[by]}: {_interval(row, 'gain')}" for _, row in rows.iterrows())
-
-
-def _table(frame: pd.DataFrame) -> str:
-    from mlimages.report.text_tables import markdown_table
-
-    return markdown_table(frame.astype(object).where(frame.notna(), "-"))
-
-
-def readme_section(params: Params, loss: pd.DataFrame, efficiency: pd.DataFrame,
-                   novel: pd.DataFrame) -> str:  # fmt: skip
-    """The README's experiments section: each finding as measured, then its table."""
-    where = f"{params.report.publish_dir}/{STAGE}" if params.report.publish_dir else STAGE
-    e = params.experiments
-    transfer = e.k_ckpts[1] if len(e.k_ckpts) > 1 else e.k_ckpts[0]
-    lines = [
-        f"Generated by notebook 08 on the `{params.profile}` profile (`make experiments`); "
-        f"tables and figures in `{where}/`. Differences are paired over seeds, with 95% "
-        "intervals; a reading (*higher*, *lower*) is given only where the interval excludes "
-        "zero.",
-        "",
-        f"**Loss ablation** ({len(e.losses)} losses x {len(e.loss_seeds)} pretraining seeds; "
-        "mAP and F1@5 on the validation images, by training-frequency third; transfer = ckpt "
-        f"{e.transfer_ckpt} top-1, one fine-tuning a pretraining): {loss_findings(loss)}",
-        "",
-        _table(loss[loss["against"].notna()]),
-        "",
-        f"**Data efficiency**: ckpt {transfer}'s top-1 gain over ckpt {FROM_SCRATCH} by K "
-        f"training images a class: {gain_findings(efficiency, 'k', transfer)}; the paper's is "
-        f"{paper_gain():+.1f} at K = {PAPER_K} (ImageNet).",
-        "",
-        _table(efficiency),
-        "",
-        "**Novel classes** (leaves held out of pretraining, their ancestors seen): ckpt "
-        f"{transfer}'s gain over ckpt {FROM_SCRATCH}, "
-        f"{gain_findings(novel, 'task', transfer)}. The novel task has "
-        f"{params.synth.novel_classes} classes, the target task {params.synth.target_classes} "
-        "(chance differs): compare the gains, not the levels.",
-        "",
-        _table(novel),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def publish(params: Params, out: Path, section: str) -> list[Path]:
-    """Copy the experiments' files to `<report.publish_dir>/experiments/` and rewrite the
-    README's experiments section; nothing on profiles that publish nothing (smoke)."""
-    from mlimages.report.paper_vs_ours import update_readme
-
-    written: list[Path] = []
-    if params.report.publish_dir:
-        target = params.resolve_path(params.report.publish_dir) / STAGE
-        written += copy_files_atomic(FILES, out, target)
-    if params.report.readme:
-        readme = params.resolve_path(params.report.readme)
-        update_readme(readme, section, README_START, README_END)
-        written.append(readme)
-    return written
