@@ -50,7 +50,6 @@ PORTABLE_SEPARATOR = "-"
 _CONV_SCOPE = "conv2d"
 _BN_SCOPE = "batch_normalization"
 _DENSE_SCOPE = "dense"
-_BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 def stage_blocks(depth: int | None = None, blocks: Sequence[int] | None = None) -> tuple[int, ...]:

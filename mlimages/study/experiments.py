@@ -174,8 +174,9 @@ def run_loss_ablation(profile: str, overrides: dict[str, Any] | None = None) -> 
 def chance_top1(params: Params, task: str = "target") -> float:
     """Top-1 (%) of a uniform guess on a task's validation records."""
     from mlimages.input import records
+    from mlimages.report.verdicts import chance
 
-    return 100 / records.split_index(params.run_dir, f"{task}_val").num_classes
+    return chance(1, records.split_index(params.run_dir, f"{task}_val").num_classes)
 
 
 def baselines(params: Params, loss: pd.DataFrame) -> pd.DataFrame:
